@@ -1,0 +1,158 @@
+// Command podsd is the Pods server.
+//
+//	podsd [flags]                   serve the API (and the web client)
+//	podsd migrate up|down|status   manage the database schema
+//
+// With no --database-url (or DATABASE_URL) podsd runs its own private
+// PostgreSQL from the installed binaries, with its data in --data-dir, and
+// migrates it up before serving.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc"
+)
+
+type config struct {
+	addr        string
+	databaseURL string
+	dataDir     string
+	logLevel    slog.Level
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "podsd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	var cfg config
+	fs := flag.NewFlagSet("podsd", flag.ContinueOnError)
+	fs.StringVar(&cfg.addr, "addr", envOr("PODS_ADDR", ":8080"), "address to listen on (HTTP/1.1 and h2c) [PODS_ADDR]")
+	fs.StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string; empty runs a private server [DATABASE_URL]")
+	fs.StringVar(&cfg.dataDir, "data-dir", envOr("PODS_DATA_DIR", ".pods"), "where the private PostgreSQL keeps its data [PODS_DATA_DIR]")
+	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: podsd [flags]\n       podsd [flags] migrate up|down|status\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	slog.SetDefault(logger)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	databaseURL, stopPostgres, err := database(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopPostgres()
+
+	switch rest := fs.Args(); {
+	case len(rest) == 0:
+		if err := db.Migrate(ctx, databaseURL, "up"); err != nil {
+			return err
+		}
+		return serve(ctx, cfg, databaseURL, logger)
+	case len(rest) == 2 && rest[0] == "migrate":
+		return db.Migrate(ctx, databaseURL, rest[1])
+	default:
+		fs.Usage()
+		return fmt.Errorf("unknown command %q", rest)
+	}
+}
+
+// database returns the connection string to use, starting the private
+// PostgreSQL when none is configured.
+func database(ctx context.Context, cfg config, logger *slog.Logger) (string, func(), error) {
+	if cfg.databaseURL != "" {
+		return cfg.databaseURL, func() {}, nil
+	}
+	dataDir, err := filepath.Abs(cfg.dataDir)
+	if err != nil {
+		return "", nil, err
+	}
+	cluster, err := db.NewCluster(db.ClusterConfig{DataDir: filepath.Join(dataDir, "postgres"), Logger: logger})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cluster.Start(ctx); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cluster.Stop(ctx); err != nil {
+			logger.Error("stopping postgres", "err", err)
+		}
+	}
+	if err := cluster.CreateDatabase(ctx, "pods"); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return cluster.ConnString("pods"), stop, nil
+}
+
+func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Logger) error {
+	pool, err := db.Open(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	api := rpc.New(rpc.Config{Pool: pool, Logger: logger})
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No read or write timeout: they would cut long-lived streams.
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	logger.Info("podsd listening", "addr", ln.Addr().String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}

@@ -1,0 +1,87 @@
+// Package db holds all of Pods' SQL: the migrations, typed query functions,
+// the translation of driver errors, and the launcher of a private Postgres.
+//
+// Other packages call functions such as MessageInsert(ctx, q, params), where
+// q is a Querier: a pool or a transaction, so callers can compose one
+// transaction out of several calls. pgx types do not leak out of this package
+// except through Querier itself.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors returned by the query functions, whatever the driver said.
+var (
+	// ErrNotFound means no row matched.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists means a unique constraint refused the write.
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// Querier is satisfied by *pgxpool.Pool, *pgxpool.Conn and pgx.Tx.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Pool is the connection pool the server runs on.
+type Pool = pgxpool.Pool
+
+// Tx is a database transaction.
+type Tx = pgx.Tx
+
+// Open connects a pool to connString and checks that the database answers.
+func Open(ctx context.Context, connString string) (*Pool, error) {
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parsing database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pinging database: %w", err)
+	}
+	return pool, nil
+}
+
+// InTx runs fn in a transaction on pool, committing if fn returns nil.
+func InTx(ctx context.Context, pool *Pool, fn func(tx Tx) error) error {
+	return pgx.BeginFunc(ctx, pool, fn)
+}
+
+// translate maps driver errors onto this package's errors, wrapping the
+// result with what was being done.
+func translate(err error, doing string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", doing, ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return fmt.Errorf("%s: %w (%s)", doing, ErrAlreadyExists, pgErr.ConstraintName)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// uniqueViolation returns the name of the unique constraint err violated,
+// or "" if err is not a unique violation.
+func uniqueViolation(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return pgErr.ConstraintName
+	}
+	return ""
+}

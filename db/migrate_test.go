@@ -1,0 +1,53 @@
+package db_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/db/dbtest"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+func TestMigrateDownAndUpAgain(t *testing.T) {
+	d := dbtest.New(t)
+	ctx := context.Background()
+	tables := func() int {
+		var n int
+		err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables
+			WHERE table_schema = 'public' AND table_name <> 'goose_db_version'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	migrated := tables()
+	if migrated < 8 {
+		t.Fatalf("after up: %d tables, want at least 8", migrated)
+	}
+	if err := db.Migrate(ctx, d.URL, "down"); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	if got := tables(); got >= migrated {
+		t.Fatalf("after one down: %d tables, want fewer than %d", got, migrated)
+	}
+	if err := db.Migrate(ctx, d.URL, "reset"); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	if got := tables(); got != 0 {
+		t.Fatalf("after reset: %d tables left", got)
+	}
+	if err := db.Migrate(ctx, d.URL, "up"); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	if got := tables(); got != migrated {
+		t.Fatalf("after up again: %d tables, want %d", got, migrated)
+	}
+	if err := db.Migrate(ctx, d.URL, "status"); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if err := db.Migrate(ctx, d.URL, "sideways"); err == nil {
+		t.Fatal("unknown command: no error")
+	}
+}

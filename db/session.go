@@ -1,0 +1,27 @@
+package db
+
+import (
+	"context"
+	"time"
+)
+
+// SessionInsert stores a session under the hash of its token.
+func SessionInsert(ctx context.Context, q Querier, tokenHash []byte, userID string, expiresAt time.Time) error {
+	_, err := q.Exec(ctx, `INSERT INTO sessions (token_hash, user_id, expires_at) VALUES ($1, $2, $3)`,
+		tokenHash, userID, expiresAt)
+	return translate(err, "inserting session")
+}
+
+// SessionUserID returns the user of an unexpired session, or ErrNotFound.
+func SessionUserID(ctx context.Context, q Querier, tokenHash []byte) (string, error) {
+	var userID string
+	err := q.QueryRow(ctx, `SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > now()`,
+		tokenHash).Scan(&userID)
+	return userID, translate(err, "finding session")
+}
+
+// SessionDelete revokes a session; a missing one is not an error.
+func SessionDelete(ctx context.Context, q Querier, tokenHash []byte) error {
+	_, err := q.Exec(ctx, `DELETE FROM sessions WHERE token_hash = $1`, tokenHash)
+	return translate(err, "deleting session")
+}

@@ -1,0 +1,193 @@
+package rpc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/pods-dev/pods/db"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+)
+
+// sessionLifetime is how long a token stays valid after sign-up or log-in.
+const sessionLifetime = 30 * 24 * time.Hour
+
+// newToken draws an opaque bearer token and returns it with the hash that
+// is stored in its place.
+func newToken() (token string, hash []byte) {
+	b := make([]byte, 32)
+	rand.Read(b)
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, tokenHash(token)
+}
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+type userIDKey struct{}
+type tokenKey struct{}
+
+// UserID returns the id of the authenticated user of a request.
+func UserID(ctx context.Context) string {
+	id, _ := ctx.Value(userIDKey{}).(string)
+	return id
+}
+
+// authInterceptor authenticates every call except sign-up and log-in with
+// its bearer token, and puts the user's id into the context.
+type authInterceptor struct {
+	pool   *db.Pool
+	logger *slog.Logger
+}
+
+var publicProcedures = map[string]bool{
+	podsv1connect.AuthServiceSignUpProcedure: true,
+	podsv1connect.AuthServiceLogInProcedure:  true,
+}
+
+func (a *authInterceptor) authenticate(ctx context.Context, procedure, header string) (context.Context, error) {
+	if publicProcedures[procedure] {
+		return ctx, nil
+	}
+	token, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || token == "" {
+		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token"))
+	}
+	userID, err := db.SessionUserID(ctx, a.pool, tokenHash(token))
+	if errors.Is(err, db.ErrNotFound) {
+		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("invalid or expired token"))
+	}
+	if err != nil {
+		return ctx, toConnect(ctx, a.logger, err)
+	}
+	ctx = context.WithValue(ctx, userIDKey{}, userID)
+	return context.WithValue(ctx, tokenKey{}, token), nil
+}
+
+func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		ctx, err := a.authenticate(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
+		if err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx, err := a.authenticate(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
+		if err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+// authService implements AuthService.
+type authService struct {
+	*Server
+}
+
+// SignUp creates a user and logs them in. Repeating a sign-up with the same
+// handle and password (a retry after a lost response) logs in again instead
+// of failing.
+func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.SignUpRequest]) (*connect.Response[podsv1.SignUpResponse], error) {
+	m := req.Msg
+	handle, err := checkHandle(m.Handle)
+	if err != nil {
+		return nil, err
+	}
+	if n := len([]rune(m.Password)); n < minPasswordLen || n > maxPasswordLen {
+		return nil, invalid("password", "must be 8 to 256 characters")
+	}
+	if err := checkText("display_name", m.DisplayName, maxDisplayNameLen); err != nil {
+		return nil, err
+	}
+	if err := checkTimezone(m.Timezone); err != nil {
+		return nil, err
+	}
+	user, err := db.UserInsert(ctx, s.pool, db.UserInsertParams{
+		Handle: handle, DisplayName: strings.TrimSpace(m.DisplayName), Timezone: m.Timezone,
+		PasswordHash: hashPassword(m.Password),
+	})
+	if errors.Is(err, db.ErrAlreadyExists) {
+		user, err = s.checkCredentials(ctx, handle, m.Password)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("handle is taken"))
+		}
+	}
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, err)
+	}
+	token, err := s.startSession(ctx, user.ID)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&podsv1.SignUpResponse{Token: token, User: userProto(user)}), nil
+}
+
+// LogIn checks a handle and password and starts a session.
+func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogInRequest]) (*connect.Response[podsv1.LogInResponse], error) {
+	handle := strings.ToLower(strings.TrimSpace(req.Msg.Handle))
+	user, err := s.checkCredentials(ctx, handle, req.Msg.Password)
+	if err != nil {
+		return nil, err
+	}
+	token, err := s.startSession(ctx, user.ID)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&podsv1.LogInResponse{Token: token, User: userProto(user)}), nil
+}
+
+// LogOut revokes the token of the call at once.
+func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOutRequest]) (*connect.Response[podsv1.LogOutResponse], error) {
+	token, _ := ctx.Value(tokenKey{}).(string)
+	if err := db.SessionDelete(ctx, s.pool, tokenHash(token)); err != nil {
+		return nil, toConnect(ctx, s.logger, err)
+	}
+	return connect.NewResponse(&podsv1.LogOutResponse{}), nil
+}
+
+var errBadCredentials = connect.NewError(connect.CodeUnauthenticated, errors.New("wrong handle or password"))
+
+func (s authService) checkCredentials(ctx context.Context, handle, password string) (db.User, error) {
+	user, err := db.UserByHandle(ctx, s.pool, handle)
+	if errors.Is(err, db.ErrNotFound) || err == nil && user.PasswordHash == "" {
+		return db.User{}, errBadCredentials
+	}
+	if err != nil {
+		return db.User{}, toConnect(ctx, s.logger, err)
+	}
+	ok, err := checkPassword(password, user.PasswordHash)
+	if err != nil {
+		return db.User{}, toConnect(ctx, s.logger, err)
+	}
+	if !ok {
+		return db.User{}, errBadCredentials
+	}
+	return user, nil
+}
+
+func (s authService) startSession(ctx context.Context, userID string) (string, error) {
+	token, hash := newToken()
+	if err := db.SessionInsert(ctx, s.pool, hash, userID, time.Now().Add(sessionLifetime)); err != nil {
+		return "", toConnect(ctx, s.logger, err)
+	}
+	return token, nil
+}

@@ -1,0 +1,115 @@
+package rpc_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/pods-dev/pods/rpc"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+)
+
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	anon := e.anonymous()
+	signUp := func(handle, password, tz string) (*podsv1.SignUpResponse, error) {
+		res, err := anon.Auth.SignUp(ctx, connect.NewRequest(&podsv1.SignUpRequest{
+			Handle: handle, Password: password, DisplayName: "Ana", Timezone: tz,
+		}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	}
+
+	first, err := signUp("Ana", "correct horse", "America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.User.Handle != "ana" || first.User.Timezone != "America/New_York" || first.Token == "" {
+		t.Fatalf("sign up returned %+v", first)
+	}
+	if n := e.count(`SELECT count(*) FROM users WHERE password_hash LIKE '$argon2id$%'`); n != 1 {
+		t.Fatalf("%d argon2id hashes stored, want 1", n)
+	}
+	if n := e.count(`SELECT count(*) FROM sessions WHERE token_hash = convert_to($1, 'UTF8')`, first.Token); n != 0 {
+		t.Fatal("the token is stored in the clear")
+	}
+
+	// A retry with the same password logs in; another password is refused.
+	again, err := signUp("ana", "correct horse", "America/New_York")
+	if err != nil || again.User.Id != first.User.Id || again.Token == first.Token {
+		t.Fatalf("sign-up retry: %+v, %v", again, err)
+	}
+	_, err = signUp("ana", "another password", "America/New_York")
+	wantCode(t, err, connect.CodeAlreadyExists)
+
+	for name, tc := range map[string]struct{ handle, password, tz string }{
+		"short handle":     {"an", "correct horse", "UTC"},
+		"bad handle":       {"an a", "correct horse", "UTC"},
+		"short password":   {"bob", "short", "UTC"},
+		"unknown timezone": {"bob", "correct horse", "Mars/Olympus"},
+		"empty timezone":   {"bob", "correct horse", ""},
+	} {
+		_, err := signUp(tc.handle, tc.password, tc.tz)
+		if err == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		wantCode(t, err, connect.CodeInvalidArgument)
+	}
+	if n := e.count(`SELECT count(*) FROM users`); n != 1 {
+		t.Fatalf("bad sign-ups wrote users: %d", n)
+	}
+
+	_, err = anon.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: "ana", Password: "wrong password"}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+	_, err = anon.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: "nobody", Password: "correct horse"}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+	login, err := anon.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: "ANA", Password: "correct horse"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Every authenticated call needs a live token.
+	c := e.anonymous()
+	_, err = c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+	c.token = "not-a-token"
+	_, err = c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+
+	c.token = login.Msg.Token
+	if _, err := c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Auth.LogOut(ctx, connect.NewRequest(&podsv1.LogOutRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+
+	// The other sessions live on until they expire.
+	c.token = first.Token
+	if _, err := c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE sessions SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+	wantCode(t, err, connect.CodeUnauthenticated)
+}
+
+func TestUnbuiltProceduresAreUnimplemented(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	c := e.signUp()
+	_, err := c.Chat.SetTyping(context.Background(), connect.NewRequest(&podsv1.SetTypingRequest{}))
+	if err == nil || !strings.Contains(err.Error(), "unimplemented") {
+		t.Fatalf("SetTyping: %v, want unimplemented", err)
+	}
+}

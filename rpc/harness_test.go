@@ -1,0 +1,159 @@
+package rpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/pods-dev/pods/db/dbtest"
+	"github.com/pods-dev/pods/rpc"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+// env is a real server over h2c on its own database.
+type env struct {
+	t   *testing.T
+	db  *dbtest.Database
+	url string
+}
+
+func newEnv(t *testing.T, cfg rpc.Config) *env {
+	t.Helper()
+	d := dbtest.New(t)
+	cfg.Pool = d.Pool
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WriteRate == 0 {
+		cfg.WriteRate, cfg.WriteBurst = 1000, 1000
+	}
+	srv := httptest.NewUnstartedServer(rpc.New(cfg).Handler())
+	srv.Config.Protocols = h2c()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &env{t: t, db: d, url: srv.URL}
+}
+
+func h2c() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}
+
+// client is one user's set of service clients on its own connection.
+type client struct {
+	token string
+	user  *podsv1.User
+	Auth  podsv1connect.AuthServiceClient
+	Pod   podsv1connect.PodServiceClient
+	Chat  podsv1connect.ChatServiceClient
+}
+
+// bearer adds a token to every request.
+type bearer struct {
+	token *string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	if *b.token != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+*b.token)
+	}
+	return b.next.RoundTrip(req)
+}
+
+// anonymous returns a client with no token on a connection of its own.
+func (e *env) anonymous() *client {
+	c := &client{}
+	transport := &http.Transport{Protocols: h2c()}
+	e.t.Cleanup(transport.CloseIdleConnections)
+	httpClient := &http.Client{Transport: bearer{token: &c.token, next: transport}}
+	c.Auth = podsv1connect.NewAuthServiceClient(httpClient, e.url)
+	c.Pod = podsv1connect.NewPodServiceClient(httpClient, e.url)
+	c.Chat = podsv1connect.NewChatServiceClient(httpClient, e.url)
+	return c
+}
+
+var userCount atomic.Int64
+
+// signUp returns a client of a new user.
+func (e *env) signUp() *client {
+	e.t.Helper()
+	c := e.anonymous()
+	res, err := c.Auth.SignUp(context.Background(), connect.NewRequest(&podsv1.SignUpRequest{
+		Handle: fmt.Sprintf("user%d", userCount.Add(1)), Password: "correct horse", DisplayName: "Test User",
+		Timezone: "Europe/Berlin",
+	}))
+	if err != nil {
+		e.t.Fatalf("sign up: %v", err)
+	}
+	c.token, c.user = res.Msg.Token, res.Msg.User
+	return c
+}
+
+// as returns a client on a new connection with c's token.
+func (e *env) as(c *client) *client {
+	n := e.anonymous()
+	n.token, n.user = c.token, c.user
+	return n
+}
+
+func (e *env) createPod(owner *client, capacity int32) *podsv1.Pod {
+	e.t.Helper()
+	res, err := owner.Pod.CreatePod(context.Background(), connect.NewRequest(&podsv1.CreatePodRequest{
+		Name: "Early birds", Habit: "up at six", Capacity: capacity,
+	}))
+	if err != nil {
+		e.t.Fatalf("create pod: %v", err)
+	}
+	return res.Msg.Pod
+}
+
+func (e *env) join(c *client, pod *podsv1.Pod) {
+	e.t.Helper()
+	if _, err := c.Pod.JoinPod(context.Background(), connect.NewRequest(&podsv1.JoinPodRequest{InviteCode: pod.InviteCode})); err != nil {
+		e.t.Fatalf("join: %v", err)
+	}
+}
+
+func (e *env) send(c *client, podID, key, body string) *podsv1.Message {
+	e.t.Helper()
+	res, err := c.Chat.SendMessage(context.Background(), connect.NewRequest(&podsv1.SendMessageRequest{
+		PodId: podID, IdempotencyKey: key, Body: body,
+	}))
+	if err != nil {
+		e.t.Fatalf("send %q: %v", body, err)
+	}
+	return res.Msg.Message
+}
+
+// count runs a count(*) query.
+func (e *env) count(query string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.db.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// wantCode fails t unless err carries code.
+func wantCode(t *testing.T, err error, code connect.Code) {
+	t.Helper()
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != code {
+		t.Fatalf("got error %v, want code %v", err, code)
+	}
+}

@@ -1,0 +1,69 @@
+// Package rpc serves Pods' Connect API: authentication, error mapping,
+// input validation and one handler type per service. Handlers validate the
+// request, call the db package and convert the result; they hold no state
+// that a restart could lose.
+package rpc
+
+import (
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+)
+
+// Config is what the API server runs on.
+type Config struct {
+	Pool   *db.Pool
+	Logger *slog.Logger
+	// WriteRate and WriteBurst limit each user's writes (messages per
+	// second, sustained and in a burst). Zero means the defaults, 10/s and 30.
+	WriteRate  float64
+	WriteBurst int
+}
+
+// Server holds what every handler shares.
+type Server struct {
+	pool   *db.Pool
+	logger *slog.Logger
+	writes *rateLimiter
+}
+
+// New returns a server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.WriteRate == 0 {
+		cfg.WriteRate = 10
+	}
+	if cfg.WriteBurst == 0 {
+		cfg.WriteBurst = 30
+	}
+	return &Server{pool: cfg.Pool, logger: cfg.Logger, writes: newRateLimiter(cfg.WriteRate, cfg.WriteBurst)}
+}
+
+// Handler returns every service, plus gRPC health checking and reflection
+// (for grpcurl and buf curl), on one mux.
+func (s *Server) Handler() http.Handler {
+	opts := connect.WithInterceptors(&authInterceptor{pool: s.pool, logger: s.logger})
+	mux := http.NewServeMux()
+	mux.Handle(podsv1connect.NewAuthServiceHandler(authService{s}, opts))
+	mux.Handle(podsv1connect.NewPodServiceHandler(podService{s}, opts))
+	mux.Handle(podsv1connect.NewChatServiceHandler(chatService{Server: s}, opts))
+	mux.Handle(podsv1connect.NewRealtimeServiceHandler(podsv1connect.UnimplementedRealtimeServiceHandler{}, opts))
+	mux.Handle(podsv1connect.NewProgressServiceHandler(podsv1connect.UnimplementedProgressServiceHandler{}, opts))
+	services := []string{
+		podsv1connect.AuthServiceName, podsv1connect.PodServiceName, podsv1connect.ChatServiceName,
+		podsv1connect.RealtimeServiceName, podsv1connect.ProgressServiceName,
+	}
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	return mux
+}

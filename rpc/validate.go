@@ -1,0 +1,96 @@
+package rpc
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	_ "time/tzdata" // time zones must resolve on machines without a zoneinfo database
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Limits of user input, in characters (runes).
+const (
+	maxBodyLen        = 4000
+	maxDisplayNameLen = 64
+	maxPodNameLen     = 80
+	maxHabitLen       = 200
+	maxIdempotencyLen = 64
+	minPasswordLen    = 8
+	maxPasswordLen    = 256
+	maxListLimit      = 200
+	defaultListLimit  = 50
+)
+
+// checkText validates free text: valid UTF-8, not blank, at most max runes.
+func checkText(field, s string, max int) error {
+	switch {
+	case !utf8.ValidString(s):
+		return invalid(field, "must be valid UTF-8")
+	case strings.TrimSpace(s) == "":
+		return invalid(field, "must not be empty")
+	case utf8.RuneCountInString(s) > max:
+		return invalid(field, fmt.Sprintf("must be at most %d characters", max))
+	}
+	return nil
+}
+
+// checkID validates a UUID field and returns it in canonical form.
+func checkID(field, s string) (string, error) {
+	if s == "" {
+		return "", invalid(field, "is required")
+	}
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return "", invalid(field, "must be a UUID")
+	}
+	return id.String(), nil
+}
+
+// checkHandle validates and normalizes a handle: 3–32 of a–z, 0–9, _ . -,
+// case-insensitive.
+func checkHandle(s string) (string, error) {
+	h := strings.ToLower(strings.TrimSpace(s))
+	if n := len(h); n < 3 || n > 32 {
+		return "", invalid("handle", "must be 3 to 32 characters")
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return "", invalid("handle", "may hold only letters, digits, '_', '.' and '-'")
+		}
+	}
+	return h, nil
+}
+
+// checkTimezone validates an IANA time zone name.
+func checkTimezone(s string) error {
+	if s == "" || s == "Local" {
+		return invalid("timezone", "must be an IANA time zone such as Europe/Berlin")
+	}
+	if _, err := time.LoadLocation(s); err != nil {
+		return invalid("timezone", fmt.Sprintf("unknown time zone %q", s))
+	}
+	return nil
+}
+
+// checkIdempotencyKey validates a client's idempotency key: 1–64 printable
+// characters.
+func checkIdempotencyKey(s string, required bool) error {
+	if s == "" {
+		if required {
+			return invalid("idempotency_key", "is required")
+		}
+		return nil
+	}
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxIdempotencyLen {
+		return invalid("idempotency_key", "must be 1 to 64 printable characters")
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return invalid("idempotency_key", "must be 1 to 64 printable characters")
+		}
+	}
+	return nil
+}
