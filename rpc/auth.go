@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc/convert"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
 )
@@ -138,7 +139,7 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&podsv1.SignUpResponse{Token: token, User: userProto(user)}), nil
+	return connect.NewResponse(&podsv1.SignUpResponse{Token: token, User: convert.User(user)}), nil
 }
 
 // LogIn checks a handle and password and starts a session.
@@ -152,7 +153,7 @@ func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogI
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&podsv1.LogInResponse{Token: token, User: userProto(user)}), nil
+	return connect.NewResponse(&podsv1.LogInResponse{Token: token, User: convert.User(user)}), nil
 }
 
 // LogOut revokes the token of the call at once.

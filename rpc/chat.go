@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc/convert"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
 )
@@ -44,7 +45,7 @@ func (s chatService) SendMessage(ctx context.Context, req *connect.Request[podsv
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}
-	return connect.NewResponse(&podsv1.SendMessageResponse{Message: MessageProto(msg)}), nil
+	return connect.NewResponse(&podsv1.SendMessageResponse{Message: convert.Message(msg)}), nil
 }
 
 // ListMessages pages back through a pod's history, oldest first.
@@ -76,7 +77,7 @@ func (s chatService) ListMessages(ctx context.Context, req *connect.Request[pods
 	}
 	out := make([]*podsv1.Message, len(msgs))
 	for i, msg := range msgs {
-		out[i] = MessageProto(msg)
+		out[i] = convert.Message(msg)
 	}
 	return connect.NewResponse(&podsv1.ListMessagesResponse{Messages: out, HasMore: hasMore}), nil
 }

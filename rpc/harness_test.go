@@ -16,6 +16,7 @@ import (
 	"github.com/pods-dev/pods/rpc"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+	"github.com/pods-dev/pods/stream"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
@@ -28,8 +29,12 @@ type env struct {
 }
 
 func newEnv(t *testing.T, cfg rpc.Config) *env {
+	return newEnvOn(t, dbtest.New(t), cfg, stream.Config{})
+}
+
+// newEnvOn serves d with a running hub configured by hubCfg.
+func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Config) *env {
 	t.Helper()
-	d := dbtest.New(t)
 	cfg.Pool = d.Pool
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -37,10 +42,16 @@ func newEnv(t *testing.T, cfg rpc.Config) *env {
 	if cfg.WriteRate == 0 {
 		cfg.WriteRate, cfg.WriteBurst = 1000, 1000
 	}
+	hubCfg.Pool, hubCfg.Logger = d.Pool, cfg.Logger
+	cfg.Hub = stream.NewHub(hubCfg)
 	srv := httptest.NewUnstartedServer(rpc.New(cfg).Handler())
 	srv.Config.Protocols = h2c()
 	srv.Start()
 	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { cfg.Hub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })
 	return &env{t: t, db: d, url: srv.URL}
 }
 
@@ -58,6 +69,7 @@ type client struct {
 	Auth  podsv1connect.AuthServiceClient
 	Pod   podsv1connect.PodServiceClient
 	Chat  podsv1connect.ChatServiceClient
+	Live  podsv1connect.RealtimeServiceClient
 }
 
 // bearer adds a token to every request.
@@ -83,6 +95,7 @@ func (e *env) anonymous() *client {
 	c.Auth = podsv1connect.NewAuthServiceClient(httpClient, e.url)
 	c.Pod = podsv1connect.NewPodServiceClient(httpClient, e.url)
 	c.Chat = podsv1connect.NewChatServiceClient(httpClient, e.url)
+	c.Live = podsv1connect.NewRealtimeServiceClient(httpClient, e.url)
 	return c
 }
 

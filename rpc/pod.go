@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc/convert"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 )
 
@@ -47,7 +48,7 @@ func (s podService) CreatePod(ctx context.Context, req *connect.Request[podsv1.C
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}
-	return connect.NewResponse(&podsv1.CreatePodResponse{Pod: podProto(pod)}), nil
+	return connect.NewResponse(&podsv1.CreatePodResponse{Pod: convert.Pod(pod)}), nil
 }
 
 // JoinPod adds the caller to the pod with the invite code.
@@ -66,7 +67,7 @@ func (s podService) JoinPod(ctx context.Context, req *connect.Request[podsv1.Joi
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}
-	return connect.NewResponse(&podsv1.JoinPodResponse{Pod: podProto(pod)}), nil
+	return connect.NewResponse(&podsv1.JoinPodResponse{Pod: convert.Pod(pod)}), nil
 }
 
 // LeavePod removes the caller from a pod.
@@ -105,7 +106,7 @@ func (s podService) ListPods(ctx context.Context, _ *connect.Request[podsv1.List
 	}
 	pods := make([]*podsv1.PodSummary, len(summaries))
 	for i, sum := range summaries {
-		pods[i] = PodSummaryProto(sum)
+		pods[i] = convert.PodSummary(sum)
 	}
 	return connect.NewResponse(&podsv1.ListPodsResponse{Pods: pods}), nil
 }

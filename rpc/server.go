@@ -14,11 +14,13 @@ import (
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+	"github.com/pods-dev/pods/stream"
 )
 
 // Config is what the API server runs on.
 type Config struct {
 	Pool   *db.Pool
+	Hub    *stream.Hub
 	Logger *slog.Logger
 	// WriteRate and WriteBurst limit each user's writes (messages per
 	// second, sustained and in a burst). Zero means the defaults, 10/s and 30.
@@ -29,6 +31,7 @@ type Config struct {
 // Server holds what every handler shares.
 type Server struct {
 	pool   *db.Pool
+	hub    *stream.Hub
 	logger *slog.Logger
 	writes *rateLimiter
 }
@@ -44,7 +47,7 @@ func New(cfg Config) *Server {
 	if cfg.WriteBurst == 0 {
 		cfg.WriteBurst = 30
 	}
-	return &Server{pool: cfg.Pool, logger: cfg.Logger, writes: newRateLimiter(cfg.WriteRate, cfg.WriteBurst)}
+	return &Server{pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger, writes: newRateLimiter(cfg.WriteRate, cfg.WriteBurst)}
 }
 
 // Handler returns every service, plus gRPC health checking and reflection
@@ -55,7 +58,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(podsv1connect.NewAuthServiceHandler(authService{s}, opts))
 	mux.Handle(podsv1connect.NewPodServiceHandler(podService{s}, opts))
 	mux.Handle(podsv1connect.NewChatServiceHandler(chatService{Server: s}, opts))
-	mux.Handle(podsv1connect.NewRealtimeServiceHandler(podsv1connect.UnimplementedRealtimeServiceHandler{}, opts))
+	mux.Handle(podsv1connect.NewRealtimeServiceHandler(realtimeService{s}, opts))
 	mux.Handle(podsv1connect.NewProgressServiceHandler(podsv1connect.UnimplementedProgressServiceHandler{}, opts))
 	services := []string{
 		podsv1connect.AuthServiceName, podsv1connect.PodServiceName, podsv1connect.ChatServiceName,
@@ -65,5 +68,5 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return mux
+	return withResponseController(mux)
 }

@@ -1,5 +1,50 @@
-// Package stream will fan events out to Subscribe streams: one LISTEN
-// connection per process wakes a hub, which reads new events from the
-// per-pod event log in batches and hands each subscriber its pods' events in
-// seq order, exactly once, with catch-up from the client's cursors.
+// Package stream fans the per-pod event log out to Subscribe streams.
+//
+// # Source and ordering
+//
+// Every change clients must see is a row in the events table, written by a
+// trigger in the changing transaction, with the next seq of its pod taken
+// from pods.last_seq. Writers of one pod serialize on the pod row, so seqs
+// commit in order and without gaps. A trigger on events sends pg_notify on
+// channel pods_events with the pod id (Postgres merges identical payloads
+// within a transaction). Membership inserts also notify pods_members with
+// the user id.
+//
+// # The hub
+//
+// One Hub per process holds one LISTEN connection, used for nothing else.
+// A notification is only a wake-up: it marks the pod dirty, and a single
+// fetcher reads the new events of all dirty pods in one query (after the
+// hub's last seq of each), converts each event once and queues the same
+// batch to every subscriber of the pod. Fan-out never blocks: each
+// subscriber has a bounded queue, and a full queue cuts the subscriber off
+// with resource_exhausted. The client resumes from its cursors and loses
+// nothing; nobody else waits for it.
+//
+// # One stream
+//
+// Serve registers the subscriber under its user, reads the user's
+// memberships, attaches their pods to the hub (which then tracks each pod
+// from its current last seq), and only then reads the state for ready and
+// the log for the catch-up. Everything committed later reaches the hub, so
+// the seam has no gap; the stream drops every event at or below the last
+// seq it sent, so it has no duplicate. If the hub hands it an event beyond
+// the next seq, the stream fills the gap from the log first: per pod, the
+// client sees every seq exactly once, in order.
+//
+// A join notifies pods_members: the user's streams reread their memberships
+// and start the new pod at the user's memberJoined event. The user's own
+// memberLeft event, or the pod's deletion (the fetch finds the pod gone),
+// ends the pod's part of the stream after it is sent.
+//
+// # Failures
+//
+// Notifications sent while the listener is disconnected are lost, so the
+// listener reconnects with jittered backoff and then marks every tracked
+// pod dirty and has every stream recheck its memberships; it pings its
+// connection when it has heard nothing for a while, to find a connection
+// that died silently. A failed fetch is retried with backoff. A stream whose
+// own reads fail ends with unavailable, and the client resumes from its
+// cursors. Nothing a node holds in memory is needed to resume: the log in
+// Postgres is the only truth.
 package stream

@@ -24,6 +24,7 @@ import (
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc"
+	"github.com/pods-dev/pods/stream"
 )
 
 type config struct {
@@ -121,7 +122,13 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	}
 	defer pool.Close()
 
-	api := rpc.New(rpc.Config{Pool: pool, Logger: logger})
+	hub := stream.NewHub(stream.Config{Pool: pool, Logger: logger})
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	hubDone := make(chan struct{})
+	go func() { hub.Run(hubCtx); close(hubDone) }()
+	defer func() { stopHub(); <-hubDone }()
+
+	api := rpc.New(rpc.Config{Pool: pool, Hub: hub, Logger: logger})
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -145,6 +152,7 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
+	hub.Close() // open streams end and resubscribe elsewhere
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)

@@ -1,0 +1,64 @@
+package rpc
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+	"github.com/pods-dev/pods/stream"
+)
+
+// realtimeService implements RealtimeService on a stream.Hub.
+type realtimeService struct {
+	*Server
+}
+
+// Subscribe streams every change of the caller's pods.
+func (s realtimeService) Subscribe(ctx context.Context, req *connect.Request[podsv1.SubscribeRequest], out *connect.ServerStream[podsv1.SubscribeResponse]) error {
+	cursors := make(map[string]int64, len(req.Msg.Cursors))
+	for podID, seq := range req.Msg.Cursors {
+		id, err := checkID("cursors", podID)
+		if err != nil {
+			return err
+		}
+		if seq < 0 {
+			return invalid("cursors", "a seq must not be negative")
+		}
+		cursors[id] = seq
+	}
+	return s.hub.Serve(ctx, stream.Request{
+		UserID:  UserID(ctx),
+		Cursors: cursors,
+		Send: func(ev *podsv1.Event) error {
+			return out.Send(&podsv1.SubscribeResponse{Event: ev})
+		},
+		CutOff: cutOff(ctx),
+	})
+}
+
+type responseControllerKey struct{}
+
+// withResponseController makes the ResponseController of stream requests
+// available to their handler, so that a stream stuck on a client that
+// stopped reading can be cut off.
+func withResponseController(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == podsv1connect.RealtimeServiceSubscribeProcedure {
+			r = r.WithContext(context.WithValue(r.Context(), responseControllerKey{}, http.NewResponseController(w)))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cutOff returns a function that makes a blocked write of the request fail.
+func cutOff(ctx context.Context) func() {
+	rc, _ := ctx.Value(responseControllerKey{}).(*http.ResponseController)
+	if rc == nil {
+		return nil
+	}
+	return func() { rc.SetWriteDeadline(time.Now()) }
+}

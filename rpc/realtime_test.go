@@ -1,0 +1,155 @@
+package rpc_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/pods-dev/pods/db/dbtest"
+	"github.com/pods-dev/pods/rpc"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+	"github.com/pods-dev/pods/stream"
+)
+
+func TestSubscribeReadyThenCatchUpThenLive(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{Heartbeat: time.Second})
+	owner, member := e.signUp(), e.signUp()
+	pod := e.createPod(owner, 4) // seq 1: the owner joined
+	e.join(member, pod)          // seq 2
+	for _, body := range []string{"one", "two", "three"} {
+		e.send(owner, pod.Id, body, body) // seqs 3, 4, 5
+	}
+
+	s := e.subscribe(member, map[string]int64{pod.Id: 3})
+	ready := s.ready()
+	if ready.HeartbeatSeconds != 1 || len(ready.Pods) != 1 {
+		t.Fatalf("ready: %v", ready)
+	}
+	if p := ready.Pods[0]; p.LastSeq != 5 || p.UnreadCount != 3 || len(p.Pod.Members) != 2 {
+		t.Fatalf("ready pod: %v", p)
+	}
+	for _, want := range []string{"two", "three"} {
+		ev := s.next()
+		if m := ev.GetMessageCreated().GetMessage(); m.GetBody() != want || ev.PodId != pod.Id {
+			t.Fatalf("catch-up: got %v, want %q", ev, want)
+		}
+	}
+	sent := e.send(owner, pod.Id, "live-key", "live")
+	ev := s.next()
+	m := ev.GetMessageCreated().GetMessage()
+	if ev.Seq != 6 || m.GetId() != sent.Id || m.GetIdempotencyKey() != "live-key" || m.GetAuthorId() != owner.user.Id {
+		t.Fatalf("live: %v", ev)
+	}
+
+	// Without a cursor a pod starts after ready's lastSeq.
+	fresh := e.subscribe(owner, nil)
+	if got := fresh.ready().Pods[0].LastSeq; got != 6 {
+		t.Fatalf("lastSeq %d, want 6", got)
+	}
+	e.send(member, pod.Id, "k", "hello")
+	if ev := fresh.next(); ev.Seq != 7 {
+		t.Fatalf("after ready: %v", ev)
+	}
+
+	// Heartbeats come at the announced interval.
+	deadline := time.After(5 * time.Second)
+	for ev := range fresh.events {
+		if ev.GetHeartbeat() != nil {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("no heartbeat")
+		default:
+		}
+	}
+}
+
+func TestSubscribeRefusesBadCursors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	c := e.signUp()
+	for _, cursors := range []map[string]int64{{"not-a-uuid": 1}, {"00000000-0000-0000-0000-000000000001": -1}} {
+		stream, err := c.Live.Subscribe(context.Background(), connect.NewRequest(&podsv1.SubscribeRequest{Cursors: cursors}))
+		if err == nil {
+			for stream.Receive() {
+			}
+			err = stream.Err()
+			stream.Close()
+		}
+		wantCode(t, err, connect.CodeInvalidArgument)
+	}
+	anon := e.anonymous()
+	stream, err := anon.Live.Subscribe(context.Background(), connect.NewRequest(&podsv1.SubscribeRequest{}))
+	if err == nil {
+		for stream.Receive() {
+		}
+		err = stream.Err()
+		stream.Close()
+	}
+	wantCode(t, err, connect.CodeUnauthenticated)
+}
+
+func TestStreamFollowsJoinLeaveAndDelete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	owner, joiner := e.signUp(), e.signUp()
+	pod := e.createPod(owner, 4)
+	other := e.createPod(owner, 4)
+
+	ownerStream := e.subscribe(owner, nil)
+	ownerStream.ready()
+	joinerStream := e.subscribe(joiner, nil)
+	if r := joinerStream.ready(); len(r.Pods) != 0 {
+		t.Fatalf("ready before joining: %v", r)
+	}
+
+	// Joining adds the pod to the open stream, from the joiner's own event.
+	e.join(joiner, pod)
+	for _, s := range []*sub{joinerStream, ownerStream} {
+		ev := s.next()
+		if j := ev.GetMemberJoined(); j == nil || j.UserId != joiner.user.Id || j.Member.GetUser().GetHandle() != joiner.user.Handle || ev.PodId != pod.Id {
+			t.Fatalf("after join: %v", ev)
+		}
+	}
+	e.send(owner, pod.Id, "k1", "welcome")
+	if m := joinerStream.next().GetMessageCreated(); m.GetMessage().GetBody() != "welcome" {
+		t.Fatalf("joiner got %v", m)
+	}
+	ownerStream.next()
+
+	// Leaving ends the pod's part of the stream after the memberLeft event.
+	if _, err := joiner.Pod.LeavePod(ctx, connect.NewRequest(&podsv1.LeavePodRequest{PodId: pod.Id})); err != nil {
+		t.Fatal(err)
+	}
+	if ev := joinerStream.next(); ev.GetMemberLeft().GetUserId() != joiner.user.Id {
+		t.Fatalf("after leaving: %v", ev)
+	}
+	ownerStream.next()
+	e.send(owner, pod.Id, "k2", "after you left")
+	ownerStream.next()
+	joinerStream.quiet(300 * time.Millisecond)
+
+	// Deletion: every member's stream hears podDeleted, and nothing after.
+	e.join(joiner, other)
+	joinerStream.next()
+	ownerStream.next()
+	if _, err := owner.Pod.DeletePod(ctx, connect.NewRequest(&podsv1.DeletePodRequest{PodId: other.Id})); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*sub{joinerStream, ownerStream} {
+		if ev := s.next(); ev.GetPodDeleted() == nil || ev.PodId != other.Id || ev.Seq != 0 {
+			t.Fatalf("after delete: %v", ev)
+		}
+	}
+	joinerStream.quiet(300 * time.Millisecond)
+	// The owner's stream still carries the first pod.
+	e.send(owner, pod.Id, "k3", "still here")
+	if ev := ownerStream.next(); ev.PodId != pod.Id {
+		t.Fatalf("got %v", ev)
+	}
+}

@@ -1,0 +1,402 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc/convert"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+)
+
+// Notification channels the triggers use.
+const (
+	channelEvents  = "pods_events"  // payload: a pod id with new events
+	channelMembers = "pods_members" // payload: a user id who joined a pod
+)
+
+// Config configures a Hub.
+type Config struct {
+	Pool   *db.Pool
+	Logger *slog.Logger
+	// Heartbeat is the interval of heartbeat events. Default 15 s.
+	Heartbeat time.Duration
+	// QueueSize bounds each subscriber's queue of undelivered batches; a
+	// subscriber whose queue is full is cut off. Default 1024.
+	QueueSize int
+	// BatchSize is the most events read per pod in one query. Default 500.
+	BatchSize int
+	// ProbeInterval is how long the listener may hear nothing before it
+	// checks that its connection is alive. Default 10 s.
+	ProbeInterval time.Duration
+}
+
+// Hub fans the event log out to subscribers. One Hub runs per process.
+type Hub struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	pods  map[string]*podState            // pods with at least one subscriber
+	users map[string]map[*subscriber]bool // every open subscriber, by user
+	dirty map[string]bool                 // pods that may have unread events
+	wake  chan struct{}                   // cap 1: dirty pods are waiting
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close: streams end
+}
+
+// podState is the hub's read position in one pod's log and who gets it.
+type podState struct {
+	lastSeq int64 // the last seq fanned out
+	known   bool  // lastSeq has been read from the database
+	subs    map[*subscriber]bool
+}
+
+// NewHub returns a hub; Run makes it work.
+func NewHub(cfg Config) *Hub {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = 1024
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 10 * time.Second
+	}
+	return &Hub{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		pods:  make(map[string]*podState),
+		users: make(map[string]map[*subscriber]bool),
+		dirty: make(map[string]bool),
+		wake:  make(chan struct{}, 1),
+
+		closing: make(chan struct{}),
+	}
+}
+
+// Close ends every stream with unavailable, so that clients resubscribe to
+// another node, and refuses new ones. Run keeps going until its context
+// ends.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() { close(h.closing) })
+}
+
+// Run listens for notifications and fans events out until ctx ends.
+func (h *Hub) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { h.listen(ctx) })
+	wg.Go(func() { h.fetch(ctx) })
+	wg.Wait()
+}
+
+// listen holds the LISTEN connection, reconnecting with jittered backoff.
+// After every (re)connect it marks every tracked pod dirty and has every
+// subscriber recheck its memberships, since notifications sent while it was
+// away are lost.
+func (h *Hub) listen(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := h.listenOnce(ctx, func() { backoff = 50 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("stream: listener lost its connection", "err", err, "retry_in", backoff)
+		sleep(ctx, jitter(backoff))
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
+	conn, err := pgx.ConnectConfig(ctx, h.cfg.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+channelEvents+"; LISTEN "+channelMembers); err != nil {
+		return err
+	}
+	connected()
+	h.resync()
+	for {
+		waitCtx, cancel := context.WithTimeout(ctx, h.cfg.ProbeInterval)
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			// Quiet: make sure the connection is alive, not silently dead.
+			probeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = conn.Ping(probeCtx)
+			cancel()
+			if err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			h.notified(n.Channel, n.Payload)
+		}
+	}
+}
+
+// resync marks every tracked pod dirty and has every subscriber recheck
+// its memberships.
+func (h *Hub) resync() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := range h.pods {
+		h.dirty[id] = true
+	}
+	for _, subs := range h.users {
+		for s := range subs {
+			s.membershipsChanged()
+		}
+	}
+	h.signal()
+}
+
+func (h *Hub) notified(channel, payload string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch channel {
+	case channelEvents:
+		if _, ok := h.pods[payload]; ok {
+			h.dirty[payload] = true
+			h.signal()
+		}
+	case channelMembers:
+		for s := range h.users[payload] {
+			s.membershipsChanged()
+		}
+	}
+}
+
+// signal wakes the fetcher. h.mu must be held.
+func (h *Hub) signal() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fetch reads the new events of dirty pods, all pods in one query, and
+// hands them to the pods' subscribers.
+func (h *Hub) fetch(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.wake:
+		}
+		cursors := h.takeDirty()
+		if len(cursors) == 0 {
+			continue
+		}
+		batches, err := db.EventsAfterEach(ctx, h.cfg.Pool, cursors, h.cfg.BatchSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.log.Warn("stream: reading events failed", "err", err, "retry_in", backoff)
+			h.markDirty(cursors)
+			sleep(ctx, jitter(backoff))
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		h.fanOut(batches)
+	}
+}
+
+// takeDirty empties the dirty set, returning the position of each dirty
+// pod whose position is known. Pods still being attached stay dirty.
+func (h *Hub) takeDirty() []db.PodCursor {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cursors := make([]db.PodCursor, 0, len(h.dirty))
+	for id := range h.dirty {
+		ps := h.pods[id]
+		if ps == nil {
+			delete(h.dirty, id)
+			continue
+		}
+		if ps.known {
+			cursors = append(cursors, db.PodCursor{PodID: id, After: ps.lastSeq})
+			delete(h.dirty, id)
+		}
+	}
+	return cursors
+}
+
+func (h *Hub) markDirty(cursors []db.PodCursor) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range cursors {
+		h.dirty[c.PodID] = true
+	}
+	h.signal()
+}
+
+// fanOut converts each batch once and queues it to the pod's subscribers.
+func (h *Hub) fanOut(batches []db.EventBatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range batches {
+		ps := h.pods[b.PodID]
+		if ps == nil {
+			continue
+		}
+		d := delivery{podID: b.PodID, gone: b.Gone}
+		for _, e := range b.Events {
+			if e.Seq <= ps.lastSeq {
+				continue
+			}
+			ev, err := convert.Event(e)
+			if err != nil {
+				h.log.Error("stream: skipping an event", "err", err)
+				ev = &podsv1.Event{PodId: e.PodID, Seq: e.Seq} // keeps the seq continuous
+			}
+			d.events = append(d.events, ev)
+			ps.lastSeq = e.Seq
+		}
+		if len(b.Events) == h.cfg.BatchSize {
+			h.dirty[b.PodID] = true
+			h.signal()
+		}
+		if len(d.events) == 0 && !d.gone {
+			continue
+		}
+		for s := range ps.subs {
+			s.push(d)
+		}
+		if d.gone {
+			delete(h.pods, b.PodID)
+		}
+	}
+}
+
+// register adds a subscriber to the user index, so that it learns of the
+// user's new memberships.
+func (h *Hub) register(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.users[s.userID] == nil {
+		h.users[s.userID] = make(map[*subscriber]bool)
+	}
+	h.users[s.userID][s] = true
+}
+
+// unregister removes a subscriber and detaches it from all its pods.
+func (h *Hub) unregister(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.users[s.userID], s)
+	if len(h.users[s.userID]) == 0 {
+		delete(h.users, s.userID)
+	}
+	for id, ps := range h.pods {
+		if ps.subs[s] {
+			h.detachLocked(s, id)
+		}
+	}
+}
+
+// attach subscribes s to pods. When it returns, every event committed after
+// its return reaches s through the hub: the caller reads the log only after
+// attach, and drops what it has already seen.
+func (h *Hub) attach(ctx context.Context, s *subscriber, podIDs []string) error {
+	var unknown []string
+	h.mu.Lock()
+	for _, id := range podIDs {
+		ps := h.pods[id]
+		if ps == nil {
+			ps = &podState{subs: make(map[*subscriber]bool)}
+			h.pods[id] = ps
+		}
+		ps.subs[s] = true
+		if !ps.known {
+			unknown = append(unknown, id)
+		}
+	}
+	h.mu.Unlock()
+	if len(unknown) == 0 {
+		return nil
+	}
+	// The pods' positions are read after they are tracked, so a
+	// notification for any later event finds them tracked.
+	seqs, err := db.LastSeqs(ctx, h.cfg.Pool, unknown)
+	if err != nil {
+		h.detach(s, podIDs...)
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range unknown {
+		ps := h.pods[id]
+		if ps == nil {
+			continue
+		}
+		seq, exists := seqs[id]
+		// Two subscribers may attach a new pod at once: the lower position
+		// is safe for both (the higher one drops what it has seen).
+		if !ps.known || seq < ps.lastSeq {
+			ps.lastSeq = seq
+		}
+		ps.known = true
+		if !exists || h.dirty[id] {
+			h.dirty[id] = true
+			h.signal()
+		}
+	}
+	return nil
+}
+
+// detach unsubscribes s from pods.
+func (h *Hub) detach(s *subscriber, podIDs ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range podIDs {
+		h.detachLocked(s, id)
+	}
+}
+
+func (h *Hub) detachLocked(s *subscriber, podID string) {
+	ps := h.pods[podID]
+	if ps == nil {
+		return
+	}
+	delete(ps.subs, s)
+	if len(ps.subs) == 0 {
+		delete(h.pods, podID)
+		delete(h.dirty, podID)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,298 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/rpc/convert"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+)
+
+// delivery is what the hub hands a subscriber: new events of one pod, in
+// seq order, shared read-only by all its subscribers; or the news that the
+// pod is gone.
+type delivery struct {
+	podID  string
+	events []*podsv1.Event
+	gone   bool
+}
+
+// subscriber is one open stream. The hub pushes to it without ever
+// blocking; its own goroutine (Serve) does everything else.
+type subscriber struct {
+	userID  string
+	queue   chan delivery
+	refresh chan struct{} // cap 1: the user joined a pod
+
+	cutOnce  sync.Once
+	cut      chan struct{} // closed when the queue overflowed
+	onCutOff func()
+}
+
+// push queues d, or cuts the subscriber off if its queue is full. The hub
+// calls it with its lock held.
+func (s *subscriber) push(d delivery) {
+	select {
+	case s.queue <- d:
+	default:
+		s.cutOnce.Do(func() {
+			close(s.cut)
+			if s.onCutOff != nil {
+				s.onCutOff()
+			}
+		})
+	}
+}
+
+func (s *subscriber) membershipsChanged() {
+	select {
+	case s.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// ErrClosing ends every stream of a node that shuts down.
+var ErrClosing = connect.NewError(connect.CodeUnavailable, errors.New("stream: server shutting down; resubscribe with your cursors"))
+
+// ErrSlowConsumer ends a stream whose client did not keep up.
+var ErrSlowConsumer = connect.NewError(connect.CodeResourceExhausted,
+	errors.New("stream: too slow to keep up; resubscribe with your cursors"))
+
+// Request is one Subscribe call.
+type Request struct {
+	UserID string
+	// Cursors are the last seq the client has of each pod.
+	Cursors map[string]int64
+	// Send writes one event to the client.
+	Send func(*podsv1.Event) error
+	// CutOff, if set, is called (from another goroutine) when the stream is
+	// cut off, so that a Send blocked on a client that stopped reading
+	// returns.
+	CutOff func()
+}
+
+// stream is the state of one Serve call, owned by its goroutine.
+type stream struct {
+	hub  *Hub
+	sub  *subscriber
+	req  Request
+	sent map[string]int64 // pod → the last seq sent
+}
+
+// Serve runs one Subscribe stream until ctx ends or the stream fails: ready,
+// the catch-up from req.Cursors, then live events and heartbeats.
+func (h *Hub) Serve(ctx context.Context, req Request) error {
+	s := &subscriber{
+		userID:   req.UserID,
+		queue:    make(chan delivery, h.cfg.QueueSize),
+		refresh:  make(chan struct{}, 1),
+		cut:      make(chan struct{}),
+		onCutOff: req.CutOff,
+	}
+	st := &stream{hub: h, sub: s, req: req, sent: make(map[string]int64)}
+	select {
+	case <-h.closing:
+		return ErrClosing
+	default:
+	}
+	// Registered before memberships are read: a join after the read
+	// triggers a refresh.
+	h.register(s)
+	defer h.unregister(s)
+	if err := st.start(ctx); err != nil {
+		return st.fail(ctx, err)
+	}
+	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.closing:
+			return ErrClosing
+		case <-s.cut:
+			return ErrSlowConsumer
+		case d := <-s.queue:
+			err = st.deliver(ctx, d)
+		case <-s.refresh:
+			err = st.refreshMemberships(ctx)
+		case now := <-heartbeat.C:
+			err = req.Send(&podsv1.Event{At: timestamppb.New(now), Kind: &podsv1.Event_Heartbeat{Heartbeat: &podsv1.Heartbeat{}}})
+		}
+		if err != nil {
+			return st.fail(ctx, err)
+		}
+	}
+}
+
+// fail turns the error that ended a stream into what the client gets.
+func (st *stream) fail(ctx context.Context, err error) error {
+	select {
+	case <-st.sub.cut:
+		return ErrSlowConsumer
+	default:
+	}
+	if ctx.Err() != nil {
+		return nil // the client went away
+	}
+	var connectErr *connect.Error
+	if errors.As(err, &connectErr) {
+		return err
+	}
+	st.hub.log.Warn("stream: ending a stream", "user", st.req.UserID, "err", err)
+	return connect.NewError(connect.CodeUnavailable, errors.New("stream interrupted; resubscribe with your cursors"))
+}
+
+// start attaches the user's pods, sends ready and catches up every pod in
+// the cursors.
+func (st *stream) start(ctx context.Context) error {
+	joined, err := db.JoinedSeqs(ctx, st.hub.cfg.Pool, st.req.UserID)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(joined))
+	for id := range joined {
+		ids = append(ids, id)
+	}
+	if err := st.hub.attach(ctx, st.sub, ids); err != nil {
+		return err
+	}
+	summaries, err := db.PodsOfUser(ctx, st.hub.cfg.Pool, st.req.UserID)
+	if err != nil {
+		return err
+	}
+	ready := &podsv1.Ready{HeartbeatSeconds: int32(st.hub.cfg.Heartbeat / time.Second)}
+	for _, sum := range summaries {
+		ready.Pods = append(ready.Pods, convert.PodSummary(sum))
+		start := sum.Pod.LastSeq
+		if c, ok := st.req.Cursors[sum.Pod.ID]; ok && c < start {
+			start = c
+		}
+		st.sent[sum.Pod.ID] = start
+	}
+	// Pods left between the two reads: not the user's any more.
+	for _, id := range ids {
+		if _, ok := st.sent[id]; !ok {
+			st.hub.detach(st.sub, id)
+		}
+	}
+	err = st.req.Send(&podsv1.Event{At: timestamppb.Now(), Kind: &podsv1.Event_Ready{Ready: ready}})
+	if err != nil {
+		return err
+	}
+	for _, sum := range summaries {
+		if err := st.catchUp(ctx, sum.Pod.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUp sends what the log holds after the last seq sent of a pod.
+func (st *stream) catchUp(ctx context.Context, podID string) error {
+	for {
+		after, ok := st.sent[podID]
+		if !ok {
+			return nil // left the pod on the way
+		}
+		events, err := db.EventsAfter(ctx, st.hub.cfg.Pool, podID, after, st.hub.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			ev, err := convert.Event(e)
+			if err != nil {
+				return err
+			}
+			if err := st.send(podID, ev); err != nil {
+				return err
+			}
+		}
+		if len(events) < st.hub.cfg.BatchSize {
+			return nil
+		}
+	}
+}
+
+// deliver sends the events of d the client has not had, filling any gap
+// from the log first.
+func (st *stream) deliver(ctx context.Context, d delivery) error {
+	for _, ev := range d.events {
+		last, ok := st.sent[d.podID]
+		switch {
+		case !ok:
+			return nil
+		case ev.Seq <= last:
+			continue
+		case ev.Seq > last+1:
+			// The hub is ahead of this stream (it attached after the hub
+			// read these): take the missing part from the log.
+			if err := st.catchUp(ctx, d.podID); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := st.send(d.podID, ev); err != nil {
+			return err
+		}
+	}
+	if _, ok := st.sent[d.podID]; ok && d.gone {
+		st.drop(d.podID)
+		return st.req.Send(&podsv1.Event{PodId: d.podID, At: timestamppb.Now(), Kind: &podsv1.Event_PodDeleted{PodDeleted: &podsv1.PodDeleted{}}})
+	}
+	return nil
+}
+
+// send sends one logged event and moves the pod's cursor; the user's own
+// memberLeft ends the pod's part of the stream.
+func (st *stream) send(podID string, ev *podsv1.Event) error {
+	if ev.Seq != st.sent[podID]+1 {
+		return fmt.Errorf("pod %s: event %d after %d: the log has a gap", podID, ev.Seq, st.sent[podID])
+	}
+	if err := st.req.Send(ev); err != nil {
+		return err
+	}
+	st.sent[podID] = ev.Seq
+	if left := ev.GetMemberLeft(); left != nil && left.UserId == st.req.UserID {
+		st.drop(podID)
+	}
+	return nil
+}
+
+func (st *stream) drop(podID string) {
+	delete(st.sent, podID)
+	st.hub.detach(st.sub, podID)
+}
+
+// refreshMemberships adds the pods the user joined since the stream
+// started, from their memberJoined event on.
+func (st *stream) refreshMemberships(ctx context.Context) error {
+	joined, err := db.JoinedSeqs(ctx, st.hub.cfg.Pool, st.req.UserID)
+	if err != nil {
+		return err
+	}
+	var added []string
+	for id, seq := range joined {
+		if _, ok := st.sent[id]; !ok {
+			added = append(added, id)
+			st.sent[id] = seq - 1
+		}
+	}
+	if err := st.hub.attach(ctx, st.sub, added); err != nil {
+		return err
+	}
+	for _, id := range added {
+		if err := st.catchUp(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
