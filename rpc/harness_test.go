@@ -55,9 +55,18 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	return &env{t: t, db: d, url: srv.URL}
 }
 
+// h2c is what the server speaks: HTTP/1.1 and cleartext HTTP/2.
 func h2c() *http.Protocols {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
+}
+
+// h2cOnly makes a client transport use cleartext HTTP/2 (with HTTP/1.1
+// enabled too, it would use HTTP/1.1 for http:// URLs).
+func h2cOnly() *http.Protocols {
+	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
 	return p
 }
@@ -89,7 +98,7 @@ func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
 // anonymous returns a client with no token on a connection of its own.
 func (e *env) anonymous() *client {
 	c := &client{}
-	transport := &http.Transport{Protocols: h2c()}
+	transport := &http.Transport{Protocols: h2cOnly()}
 	e.t.Cleanup(transport.CloseIdleConnections)
 	httpClient := &http.Client{Transport: bearer{token: &c.token, next: transport}}
 	c.Auth = podsv1connect.NewAuthServiceClient(httpClient, e.url)

@@ -54,11 +54,17 @@ func withResponseController(next http.Handler) http.Handler {
 	})
 }
 
-// cutOff returns a function that makes a blocked write of the request fail.
+// cutOffGrace is how long a stream that is cut off has to end with
+// resource_exhausted before its writes fail (and the stream is reset)
+// because the client stopped reading.
+const cutOffGrace = time.Second
+
+// cutOff returns a function that makes the request's writes fail soon, so
+// that a write blocked on a client that stopped reading returns.
 func cutOff(ctx context.Context) func() {
 	rc, _ := ctx.Value(responseControllerKey{}).(*http.ResponseController)
 	if rc == nil {
 		return nil
 	}
-	return func() { rc.SetWriteDeadline(time.Now()) }
+	return func() { rc.SetWriteDeadline(time.Now().Add(cutOffGrace)) }
 }
