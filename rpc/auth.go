@@ -124,7 +124,7 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 	}
 	user, err := db.UserInsert(ctx, s.pool, db.UserInsertParams{
 		Handle: handle, DisplayName: strings.TrimSpace(m.DisplayName), Timezone: m.Timezone,
-		PasswordHash: hashPassword(m.Password),
+		PasswordHash: hashPassword(m.Password, s.passwordMemoryKiB),
 	})
 	if errors.Is(err, db.ErrAlreadyExists) {
 		user, err = s.checkCredentials(ctx, handle, m.Password)

@@ -12,11 +12,11 @@ import (
 )
 
 // Argon2id parameters: OWASP's recommended minimum (19 MiB, 2 passes, 1
-// lane). They travel inside each hash, so they can be raised later without
-// invalidating stored passwords.
+// lane; the memory is configurable). They travel inside each hash, so they
+// can be raised later without invalidating stored passwords.
 const (
-	argonMemoryKiB = 19 * 1024
-	argonTime      = 2
+	DefaultPasswordMemoryKiB = 19 * 1024
+	argonTime                = 2
 	argonThreads   = 1
 	argonKeyLen    = 32
 	argonSaltLen   = 16
@@ -24,13 +24,14 @@ const (
 
 var b64 = base64.RawStdEncoding
 
-// hashPassword returns an argon2id hash of password in PHC string format.
-func hashPassword(password string) string {
+// hashPassword returns an argon2id hash of password in PHC string format,
+// using memoryKiB of memory.
+func hashPassword(password string, memoryKiB uint32) string {
 	salt := make([]byte, argonSaltLen)
 	rand.Read(salt)
-	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemoryKiB, argonThreads, argonKeyLen)
+	key := argon2.IDKey([]byte(password), salt, argonTime, memoryKiB, argonThreads, argonKeyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, argonMemoryKiB, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key))
+		argon2.Version, memoryKiB, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
 // checkPassword reports whether password matches a hash made by

@@ -26,6 +26,10 @@ type Config struct {
 	// second, sustained and in a burst). Zero means the defaults, 10/s and 30.
 	WriteRate  float64
 	WriteBurst int
+	// PasswordMemoryKiB is the memory argon2id uses per new password hash.
+	// Zero means DefaultPasswordMemoryKiB; load tests that sign up
+	// thousands of users lower it.
+	PasswordMemoryKiB uint32
 }
 
 // Server holds what every handler shares.
@@ -34,6 +38,8 @@ type Server struct {
 	hub    *stream.Hub
 	logger *slog.Logger
 	writes *rateLimiter
+
+	passwordMemoryKiB uint32
 }
 
 // New returns a server for cfg.
@@ -47,7 +53,14 @@ func New(cfg Config) *Server {
 	if cfg.WriteBurst == 0 {
 		cfg.WriteBurst = 30
 	}
-	return &Server{pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger, writes: newRateLimiter(cfg.WriteRate, cfg.WriteBurst)}
+	if cfg.PasswordMemoryKiB == 0 {
+		cfg.PasswordMemoryKiB = DefaultPasswordMemoryKiB
+	}
+	return &Server{
+		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
+		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
+		passwordMemoryKiB: cfg.PasswordMemoryKiB,
+	}
 }
 
 // Handler returns every service, plus gRPC health checking and reflection

@@ -28,10 +28,13 @@ import (
 )
 
 type config struct {
-	addr        string
-	databaseURL string
-	dataDir     string
-	logLevel    slog.Level
+	addr           string
+	databaseURL    string
+	dataDir        string
+	logLevel       slog.Level
+	passwordMemory uint
+	writeRate      float64
+	writeBurst     int
 }
 
 func main() {
@@ -48,6 +51,9 @@ func run(args []string) error {
 	fs.StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string; empty runs a private server [DATABASE_URL]")
 	fs.StringVar(&cfg.dataDir, "data-dir", envOr("PODS_DATA_DIR", ".pods"), "where the private PostgreSQL keeps its data [PODS_DATA_DIR]")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.UintVar(&cfg.passwordMemory, "password-memory-kib", rpc.DefaultPasswordMemoryKiB, "argon2id memory per new password hash (lower only for load tests)")
+	fs.Float64Var(&cfg.writeRate, "write-rate", 10, "writes per second allowed per user, sustained")
+	fs.IntVar(&cfg.writeBurst, "write-burst", 30, "writes allowed per user in a burst")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: podsd [flags]\n       podsd [flags] migrate up|down|status\n\nflags:\n")
 		fs.PrintDefaults()
@@ -128,7 +134,10 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	go func() { hub.Run(hubCtx); close(hubDone) }()
 	defer func() { stopHub(); <-hubDone }()
 
-	api := rpc.New(rpc.Config{Pool: pool, Hub: hub, Logger: logger})
+	api := rpc.New(rpc.Config{
+		Pool: pool, Hub: hub, Logger: logger,
+		WriteRate: cfg.writeRate, WriteBurst: cfg.writeBurst, PasswordMemoryKiB: uint32(cfg.passwordMemory),
+	})
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
