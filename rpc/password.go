@@ -17,9 +17,9 @@ import (
 const (
 	DefaultPasswordMemoryKiB = 19 * 1024
 	argonTime                = 2
-	argonThreads   = 1
-	argonKeyLen    = 32
-	argonSaltLen   = 16
+	argonThreads             = 1
+	argonKeyLen              = 32
+	argonSaltLen             = 16
 )
 
 var b64 = base64.RawStdEncoding
