@@ -32,12 +32,21 @@ type Config struct {
 	PasswordMemoryKiB uint32
 }
 
+// Typing signals allowed per user and pod: clients send one when typing
+// starts, repeat it every few seconds while it goes on, and one when it
+// stops.
+const (
+	typingRate  = 2
+	typingBurst = 5
+)
+
 // Server holds what every handler shares.
 type Server struct {
 	pool   *db.Pool
 	hub    *stream.Hub
 	logger *slog.Logger
 	writes *rateLimiter
+	typing *rateLimiter // per user and pod
 
 	passwordMemoryKiB uint32
 }
@@ -59,6 +68,7 @@ func New(cfg Config) *Server {
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
+		typing:            newRateLimiter(typingRate, typingBurst),
 		passwordMemoryKiB: cfg.PasswordMemoryKiB,
 	}
 }

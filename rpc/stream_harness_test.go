@@ -65,6 +65,16 @@ func (s *sub) next() *podsv1.Event {
 	}
 }
 
+// nextLogged returns the next event of a pod's log (seq > 0).
+func (s *sub) nextLogged() *podsv1.Event {
+	s.t.Helper()
+	for {
+		if ev := s.next(); ev.Seq > 0 {
+			return ev
+		}
+	}
+}
+
 // ready returns the stream's first event, which must be ready.
 func (s *sub) ready() *podsv1.Ready {
 	s.t.Helper()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pods-dev/pods/db"
@@ -35,6 +37,20 @@ type Config struct {
 	// ProbeInterval is how long the listener may hear nothing before it
 	// checks that its connection is alive. Default 10 s.
 	ProbeInterval time.Duration
+
+	// NodeID names this node in the presence tables. Default: random.
+	NodeID string
+	// PresenceGrace is how long a user stays online after their last stream
+	// closed. Default 3 s.
+	PresenceGrace time.Duration
+	// LeaseTTL is how long the node's lease lasts without renewal, and so
+	// how long a dead node's users stay online. Default 15 s.
+	LeaseTTL time.Duration
+	// RenewInterval is how often the lease is renewed. Default 5 s.
+	RenewInterval time.Duration
+	// SweepInterval is how often the node tries to sweep presence.
+	// Default 1 s.
+	SweepInterval time.Duration
 }
 
 // Hub fans the event log out to subscribers. One Hub runs per process.
@@ -42,11 +58,12 @@ type Hub struct {
 	cfg Config
 	log *slog.Logger
 
-	mu    sync.Mutex
-	pods  map[string]*podState            // pods with at least one subscriber
-	users map[string]map[*subscriber]bool // every open subscriber, by user
-	dirty map[string]bool                 // pods that may have unread events
-	wake  chan struct{}                   // cap 1: dirty pods are waiting
+	mu      sync.Mutex
+	pods    map[string]*podState            // pods with at least one subscriber
+	users   map[string]map[*subscriber]bool // every open subscriber, by user
+	dirty   map[string]bool                 // pods that may have unread events
+	wake    chan struct{}                   // cap 1: dirty pods are waiting
+	streams map[string]string               // open stream id → user id, for presence
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
@@ -76,13 +93,29 @@ func NewHub(cfg Config) *Hub {
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = 10 * time.Second
 	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = uuid.NewString()
+	}
+	if cfg.PresenceGrace == 0 {
+		cfg.PresenceGrace = 3 * time.Second
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 15 * time.Second
+	}
+	if cfg.RenewInterval == 0 {
+		cfg.RenewInterval = 5 * time.Second
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Second
+	}
 	return &Hub{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		pods:  make(map[string]*podState),
-		users: make(map[string]map[*subscriber]bool),
-		dirty: make(map[string]bool),
-		wake:  make(chan struct{}, 1),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		pods:    make(map[string]*podState),
+		users:   make(map[string]map[*subscriber]bool),
+		dirty:   make(map[string]bool),
+		wake:    make(chan struct{}, 1),
+		streams: make(map[string]string),
 
 		closing: make(chan struct{}),
 	}
@@ -95,11 +128,13 @@ func (h *Hub) Close() {
 	h.closeOnce.Do(func() { close(h.closing) })
 }
 
-// Run listens for notifications and fans events out until ctx ends.
+// Run listens for notifications, fans events out and keeps presence until
+// ctx ends.
 func (h *Hub) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { h.listen(ctx) })
 	wg.Go(func() { h.fetch(ctx) })
+	wg.Go(func() { h.keepPresence(ctx) })
 	wg.Wait()
 }
 
@@ -126,7 +161,8 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+channelEvents+"; LISTEN "+channelMembers); err != nil {
+	listen := "LISTEN " + strings.Join([]string{channelEvents, channelMembers, channelPresence, channelTyping, channelRead}, "; LISTEN ")
+	if _, err := conn.Exec(ctx, listen); err != nil {
 		return err
 	}
 	connected()
@@ -183,6 +219,8 @@ func (h *Hub) notified(channel, payload string) {
 		for s := range h.users[payload] {
 			s.membershipsChanged()
 		}
+	default:
+		h.ephemeral(channel, payload)
 	}
 }
 

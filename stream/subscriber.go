@@ -106,6 +106,11 @@ func (h *Hub) Serve(ctx context.Context, req Request) error {
 	// triggers a refresh.
 	h.register(s)
 	defer h.unregister(s)
+	closePresence, err := h.openPresence(ctx, req.UserID)
+	if err != nil {
+		return st.fail(ctx, err)
+	}
+	defer closePresence()
 	if err := st.start(ctx); err != nil {
 		return st.fail(ctx, err)
 	}
@@ -169,9 +174,19 @@ func (st *stream) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	podIDs := make([]string, len(summaries))
+	for i, sum := range summaries {
+		podIDs[i] = sum.Pod.ID
+	}
+	online, err := db.OnlineMembers(ctx, st.hub.cfg.Pool, podIDs)
+	if err != nil {
+		return err
+	}
 	ready := &podsv1.Ready{HeartbeatSeconds: int32(st.hub.cfg.Heartbeat / time.Second)}
 	for _, sum := range summaries {
-		ready.Pods = append(ready.Pods, convert.PodSummary(sum))
+		pod := convert.PodSummary(sum)
+		pod.OnlineUserIds = online[sum.Pod.ID]
+		ready.Pods = append(ready.Pods, pod)
 		start := sum.Pod.LastSeq
 		if c, ok := st.req.Cursors[sum.Pod.ID]; ok && c < start {
 			start = c
@@ -230,6 +245,11 @@ func (st *stream) deliver(ctx context.Context, d delivery) error {
 		switch {
 		case !ok:
 			return nil
+		case ev.Seq == 0: // ephemeral
+			if err := st.req.Send(ev); err != nil {
+				return err
+			}
+			continue
 		case ev.Seq <= last:
 			continue
 		case ev.Seq > last+1:

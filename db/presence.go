@@ -1,0 +1,122 @@
+package db
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// NodeRenew extends a node's lease to ttl from now, creating the node if it
+// is missing. It reports whether it created it: then the node's streams
+// must be recorded again (a sweep removed them, or the database is new).
+func NodeRenew(ctx context.Context, q Querier, nodeID string, ttl time.Duration) (created bool, err error) {
+	err = q.QueryRow(ctx, `
+		INSERT INTO nodes (id, lease_until) VALUES ($1, now() + $2::interval)
+		ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until
+		RETURNING xmax = 0`, nodeID, ttl).Scan(&created)
+	return created, translate(err, "renewing node lease")
+}
+
+// NodeRemove removes a node that shuts down, with its streams. Its users
+// go offline at the next sweep unless they open a stream elsewhere within
+// the grace period.
+func NodeRemove(ctx context.Context, q Querier, nodeID string) error {
+	_, err := q.Exec(ctx, `
+		WITH closed AS (DELETE FROM presence_streams WHERE node_id = $1 RETURNING user_id),
+		     gone AS (DELETE FROM nodes WHERE id = $1)
+		UPDATE presence SET last_closed = now() WHERE user_id IN (SELECT user_id FROM closed)`, nodeID)
+	return translate(err, "removing node")
+}
+
+// StreamOpened records an open stream of userID on nodeID (creating the
+// node with a lease of ttl if it has none) and marks the user online,
+// announcing it if they were not.
+func StreamOpened(ctx context.Context, pool *Pool, nodeID string, ttl time.Duration, streamID, userID string) error {
+	return translate(InTx(ctx, pool, func(tx Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO nodes (id, lease_until) VALUES ($1, now() + $2::interval)
+			ON CONFLICT DO NOTHING`, nodeID, ttl); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO presence_streams (node_id, stream_id, user_id) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, nodeID, streamID, userID); err != nil {
+			return err
+		}
+		// changed_at is now() (the transaction's start) only if this
+		// transaction turned the user online.
+		var changed bool
+		err := tx.QueryRow(ctx, `
+			INSERT INTO presence AS p (user_id, online) VALUES ($1, true)
+			ON CONFLICT (user_id) DO UPDATE SET online = true, last_opened = now(),
+				changed_at = CASE WHEN p.online THEN p.changed_at ELSE now() END
+			RETURNING changed_at = now()`, userID).Scan(&changed)
+		if err != nil || !changed {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT presence_announce($1, true)`, userID)
+		return err
+	}), "recording stream")
+}
+
+// StreamClosed removes a closed stream.
+func StreamClosed(ctx context.Context, q Querier, nodeID, streamID, userID string) error {
+	_, err := q.Exec(ctx, `
+		WITH closed AS (DELETE FROM presence_streams WHERE node_id = $1 AND stream_id = $2)
+		UPDATE presence SET last_closed = now() WHERE user_id = $3`, nodeID, streamID, userID)
+	return translate(err, "removing stream")
+}
+
+// PresenceSweep removes nodes whose lease expired, with their streams, and
+// takes offline, announcing it, every user with no stream on a live node
+// and no stream opened or closed within grace. Only one node sweeps at a
+// time; the others return at once. It returns how many went offline.
+func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration) (int, error) {
+	offline := 0
+	err := InTx(ctx, pool, func(tx Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.presence_sweep'))`).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM nodes WHERE lease_until < now()`); err != nil {
+			return err
+		}
+		// A stream opening concurrently updates last_opened, which the
+		// update rechecks on the row it waited for.
+		rows, err := tx.Query(ctx, `
+			WITH off AS (
+				UPDATE presence p SET online = false, changed_at = now()
+				WHERE online
+				  AND last_opened < now() - $1::interval
+				  AND (last_closed IS NULL OR last_closed < now() - $1::interval)
+				  AND NOT EXISTS (SELECT 1 FROM presence_streams s JOIN nodes n ON n.id = s.node_id
+				                  WHERE s.user_id = p.user_id AND n.lease_until > now())
+				RETURNING user_id)
+			SELECT presence_announce(user_id, false) FROM off`, grace)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			offline++
+		}
+		rows.Close()
+		return rows.Err()
+	})
+	return offline, translate(err, "sweeping presence")
+}
+
+// OnlineMembers returns the online members of each of pods.
+func OnlineMembers(ctx context.Context, q Querier, podIDs []string) (map[string][]string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT m.pod_id, m.user_id FROM memberships m JOIN presence p ON p.user_id = m.user_id AND p.online
+		WHERE m.pod_id = ANY($1) ORDER BY m.joined_seq`, podIDs)
+	if err != nil {
+		return nil, translate(err, "listing online members")
+	}
+	online := make(map[string][]string)
+	var podID, userID string
+	_, err = pgx.ForEachRow(rows, []any{&podID, &userID}, func() error {
+		online[podID] = append(online[podID], userID)
+		return nil
+	})
+	return online, translate(err, "listing online members")
+}
