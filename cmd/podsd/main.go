@@ -35,6 +35,8 @@ type config struct {
 	passwordMemory uint
 	writeRate      float64
 	writeBurst     int
+	nodeID         string
+	presenceGrace  time.Duration
 }
 
 func main() {
@@ -52,6 +54,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.dataDir, "data-dir", envOr("PODS_DATA_DIR", ".pods"), "where the private PostgreSQL keeps its data [PODS_DATA_DIR]")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.UintVar(&cfg.passwordMemory, "password-memory-kib", rpc.DefaultPasswordMemoryKiB, "argon2id memory per new password hash (lower only for load tests)")
+	fs.StringVar(&cfg.nodeID, "node-id", envOr("PODS_NODE_ID", ""), "this node's name among several on one database; default random [PODS_NODE_ID]")
+	fs.DurationVar(&cfg.presenceGrace, "presence-grace", 3*time.Second, "how long a member stays online after their last stream closed")
 	fs.Float64Var(&cfg.writeRate, "write-rate", 10, "writes per second allowed per user, sustained")
 	fs.IntVar(&cfg.writeBurst, "write-burst", 30, "writes allowed per user in a burst")
 	fs.Usage = func() {
@@ -128,7 +132,7 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	}
 	defer pool.Close()
 
-	hub := stream.NewHub(stream.Config{Pool: pool, Logger: logger})
+	hub := stream.NewHub(stream.Config{Pool: pool, Logger: logger, NodeID: cfg.nodeID, PresenceGrace: cfg.presenceGrace})
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	hubDone := make(chan struct{})
 	go func() { hub.Run(hubCtx); close(hubDone) }()
