@@ -12,9 +12,8 @@ import (
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
 )
 
-// chatService implements ChatService. Edits, deletes, reactions, read
-// cursors and typing come with the group-state work and answer
-// unimplemented until then.
+// chatService implements ChatService: messages here, edits, deletes and
+// reactions in chat_edit.go, read cursors and typing in chat_state.go.
 type chatService struct {
 	podsv1connect.UnimplementedChatServiceHandler
 	*Server

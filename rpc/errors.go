@@ -33,6 +33,8 @@ func toConnect(ctx context.Context, logger *slog.Logger, err error) error {
 		return connect.NewError(connect.CodeFailedPrecondition, db.ErrPodFull)
 	case errors.Is(err, db.ErrNotOwner):
 		return connect.NewError(connect.CodePermissionDenied, db.ErrNotOwner)
+	case errors.Is(err, db.ErrNotAuthor):
+		return connect.NewError(connect.CodePermissionDenied, db.ErrNotAuthor)
 	case errors.Is(err, db.ErrIdempotencyMismatch):
 		return connect.NewError(connect.CodeAlreadyExists, db.ErrIdempotencyMismatch)
 	}

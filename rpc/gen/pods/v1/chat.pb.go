@@ -323,7 +323,9 @@ func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
 type AddReactionRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	MessageId string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	// One emoji (a single grapheme of at most 16 bytes).
+	// An emoji or a short run of them (👍, 👍🏽, 👨‍👩‍👧, 🔥🔥): at most 8 characters and
+	// 32 bytes of symbols, joiners, variation selectors and skin tones; no
+	// letters, digits, punctuation or spaces. Otherwise `invalid_argument`.
 	Emoji         string `protobuf:"bytes,2,opt,name=emoji,proto3" json:"emoji,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

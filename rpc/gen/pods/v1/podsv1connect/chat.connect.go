@@ -64,13 +64,20 @@ type ChatServiceClient interface {
 	// too fast: `resource_exhausted`.
 	SendMessage(context.Context, *connect.Request[v1.SendMessageRequest]) (*connect.Response[v1.SendMessageResponse], error)
 	// EditMessage changes the body (and optionally the humor flag) of one's
-	// own message and sets edited_at. Repeating an edit changes nothing.
+	// own message, sets edited_at and returns the message with its reactions.
+	// The body is checked as in SendMessage; to change only the humor flag,
+	// send the same body. An edit that changes nothing (a repeat, say) stores
+	// nothing, emits no event and keeps edited_at. Someone else's message:
+	// `permission_denied`.
 	EditMessage(context.Context, *connect.Request[v1.EditMessageRequest]) (*connect.Response[v1.EditMessageResponse], error)
 	// DeleteMessage deletes a message for good: its text leaves the history
-	// and the event log. Its author or the pod's owner only. Repeating it
-	// succeeds.
+	// and the event log. Its author or the pod's owner only; another member
+	// gets `permission_denied`. Repeating it succeeds for the author and for
+	// the pod's owner (whoever deleted it); for anyone else a deleted message
+	// is `not_found`.
 	DeleteMessage(context.Context, *connect.Request[v1.DeleteMessageRequest]) (*connect.Response[v1.DeleteMessageResponse], error)
-	// AddReaction adds the caller's reaction; adding it again does nothing.
+	// AddReaction adds the caller's reaction; adding it again does nothing
+	// and emits no event. Any member of the message's pod may react.
 	AddReaction(context.Context, *connect.Request[v1.AddReactionRequest]) (*connect.Response[v1.AddReactionResponse], error)
 	// RemoveReaction removes the caller's reaction; removing a missing one
 	// does nothing.
@@ -209,13 +216,20 @@ type ChatServiceHandler interface {
 	// too fast: `resource_exhausted`.
 	SendMessage(context.Context, *connect.Request[v1.SendMessageRequest]) (*connect.Response[v1.SendMessageResponse], error)
 	// EditMessage changes the body (and optionally the humor flag) of one's
-	// own message and sets edited_at. Repeating an edit changes nothing.
+	// own message, sets edited_at and returns the message with its reactions.
+	// The body is checked as in SendMessage; to change only the humor flag,
+	// send the same body. An edit that changes nothing (a repeat, say) stores
+	// nothing, emits no event and keeps edited_at. Someone else's message:
+	// `permission_denied`.
 	EditMessage(context.Context, *connect.Request[v1.EditMessageRequest]) (*connect.Response[v1.EditMessageResponse], error)
 	// DeleteMessage deletes a message for good: its text leaves the history
-	// and the event log. Its author or the pod's owner only. Repeating it
-	// succeeds.
+	// and the event log. Its author or the pod's owner only; another member
+	// gets `permission_denied`. Repeating it succeeds for the author and for
+	// the pod's owner (whoever deleted it); for anyone else a deleted message
+	// is `not_found`.
 	DeleteMessage(context.Context, *connect.Request[v1.DeleteMessageRequest]) (*connect.Response[v1.DeleteMessageResponse], error)
-	// AddReaction adds the caller's reaction; adding it again does nothing.
+	// AddReaction adds the caller's reaction; adding it again does nothing
+	// and emits no event. Any member of the message's pod may react.
 	AddReaction(context.Context, *connect.Request[v1.AddReactionRequest]) (*connect.Response[v1.AddReactionResponse], error)
 	// RemoveReaction removes the caller's reaction; removing a missing one
 	// does nothing.

@@ -1,0 +1,329 @@
+package rpc_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pods-dev/pods/rpc"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+)
+
+func edit(c *client, id, body string, humor *bool) (*podsv1.Message, error) {
+	res, err := c.Chat.EditMessage(context.Background(), connect.NewRequest(&podsv1.EditMessageRequest{
+		MessageId: id, Body: body, Humor: humor,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg.Message, nil
+}
+
+func deleteMessage(c *client, id string) error {
+	_, err := c.Chat.DeleteMessage(context.Background(), connect.NewRequest(&podsv1.DeleteMessageRequest{MessageId: id}))
+	return err
+}
+
+func addReaction(c *client, id, emoji string) error {
+	_, err := c.Chat.AddReaction(context.Background(), connect.NewRequest(&podsv1.AddReactionRequest{MessageId: id, Emoji: emoji}))
+	return err
+}
+
+func removeReaction(c *client, id, emoji string) error {
+	_, err := c.Chat.RemoveReaction(context.Background(), connect.NewRequest(&podsv1.RemoveReactionRequest{MessageId: id, Emoji: emoji}))
+	return err
+}
+
+// must fails t if err is not nil.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEditMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	author, member := e.signUp(), e.signUp()
+	pod := e.createPod(author, 4)
+	e.join(member, pod)
+	s := e.subscribe(member, nil)
+	s.ready()
+	sent := e.send(author, pod.Id, "k", "I slept in")
+	s.next() // messageCreated
+
+	edited, err := edit(author, sent.Id, "I got up at six", nil)
+	must(t, err)
+	if edited.Body != "I got up at six" || edited.EditedAt == nil || edited.Seq != sent.Seq || edited.Humor {
+		t.Fatalf("edited: %v", edited)
+	}
+	ev := s.next()
+	if m := ev.GetMessageEdited().GetMessage(); m.GetBody() != "I got up at six" || m.GetEditedAt() == nil || m.GetId() != sent.Id {
+		t.Fatalf("event: %v", ev)
+	}
+
+	// Only the humor flag.
+	joke, err := edit(author, sent.Id, "I got up at six", proto.Bool(true))
+	must(t, err)
+	if !joke.Humor || joke.Body != "I got up at six" {
+		t.Fatalf("humor edit: %v", joke)
+	}
+	if m := s.next().GetMessageEdited().GetMessage(); !m.GetHumor() || m.GetBody() != "I got up at six" {
+		t.Fatalf("humor event: %v", m)
+	}
+
+	// An edit that changes nothing emits nothing and keeps edited_at; the
+	// response carries the reactions.
+	must(t, addReaction(member, sent.Id, "😂"))
+	s.next() // reactionAdded
+	for _, humor := range []*bool{nil, proto.Bool(true)} {
+		same, err := edit(author, sent.Id, "I got up at six", humor)
+		must(t, err)
+		if !same.EditedAt.AsTime().Equal(joke.EditedAt.AsTime()) || !same.Humor {
+			t.Fatalf("no-op edit changed the message: %v", same)
+		}
+		if r := same.Reactions; len(r) != 1 || r[0].Emoji != "😂" || len(r[0].UserIds) != 1 || r[0].UserIds[0] != member.user.Id {
+			t.Fatalf("reactions: %v", r)
+		}
+	}
+	s.quiet(300 * time.Millisecond)
+	if n := e.count(`SELECT count(*) FROM events WHERE kind = 'message_edited'`); n != 2 {
+		t.Fatalf("%d message_edited events, want 2", n)
+	}
+}
+
+func TestEditMessageRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	author, member, stranger := e.signUp(), e.signUp(), e.signUp()
+	pod := e.createPod(author, 4)
+	e.join(member, pod)
+	sent := e.send(author, pod.Id, "k", "original")
+
+	for name, tc := range map[string]struct {
+		c    *client
+		id   string
+		body string
+		code connect.Code
+	}{
+		"another member": {member, sent.Id, "mine now", connect.CodePermissionDenied},
+		"stranger":       {stranger, sent.Id, "mine now", connect.CodeNotFound},
+		"unknown":        {author, "00000000-0000-0000-0000-000000000000", "x", connect.CodeNotFound},
+		"malformed id":   {author, "message-1", "x", connect.CodeInvalidArgument},
+		"no id":          {author, "", "x", connect.CodeInvalidArgument},
+		"blank body":     {author, sent.Id, " \n\t ", connect.CodeInvalidArgument},
+		"long body":      {author, sent.Id, strings.Repeat("é", 4001), connect.CodeInvalidArgument},
+	} {
+		_, err := edit(tc.c, tc.id, tc.body, proto.Bool(true))
+		if err == nil {
+			t.Fatalf("%s: no error", name)
+		}
+		wantCode(t, err, tc.code)
+	}
+	if n := e.count(`SELECT count(*) FROM messages WHERE body = 'original' AND NOT humor AND edited_at IS NULL`); n != 1 {
+		t.Fatal("a refused edit changed the message")
+	}
+	if n := e.count(`SELECT count(*) FROM events WHERE kind = 'message_edited'`); n != 0 {
+		t.Fatalf("refused edits wrote %d events", n)
+	}
+	// The longest body allowed is 4,000 characters.
+	_, err := edit(author, sent.Id, strings.Repeat("é", 4000), nil)
+	must(t, err)
+}
+
+func TestDeleteMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	owner, author, other, stranger := e.signUp(), e.signUp(), e.signUp(), e.signUp()
+	pod := e.createPod(owner, 4)
+	e.join(author, pod)
+	e.join(other, pod)
+	first := e.send(author, pod.Id, "1", "secret text one")
+	second := e.send(author, pod.Id, "2", "secret text two")
+	_, err := edit(author, second.Id, "secret text two, edited", nil)
+	must(t, err)
+	must(t, addReaction(other, second.Id, "👍"))
+	s := e.subscribe(other, nil)
+	s.ready()
+
+	// Neither another member nor a stranger may delete it.
+	wantCode(t, deleteMessage(other, first.Id), connect.CodePermissionDenied)
+	wantCode(t, deleteMessage(stranger, first.Id), connect.CodeNotFound)
+	wantCode(t, deleteMessage(author, "00000000-0000-0000-0000-000000000000"), connect.CodeNotFound)
+	wantCode(t, deleteMessage(author, "message-1"), connect.CodeInvalidArgument)
+	if n := e.count(`SELECT count(*) FROM messages`); n != 2 {
+		t.Fatalf("refused deletes left %d messages, want 2", n)
+	}
+
+	// The author deletes one, the pod's owner the other.
+	must(t, deleteMessage(author, first.Id))
+	if id := s.next().GetMessageDeleted().GetMessageId(); id != first.Id {
+		t.Fatalf("deleted %q, want %q", id, first.Id)
+	}
+	must(t, deleteMessage(owner, second.Id))
+	if id := s.next().GetMessageDeleted().GetMessageId(); id != second.Id {
+		t.Fatalf("deleted %q, want %q", id, second.Id)
+	}
+	if n := e.count(`SELECT count(*) FROM messages WHERE body LIKE '%secret text%'`); n != 0 {
+		t.Fatalf("%d deleted messages left", n)
+	}
+	if n := e.count(`SELECT count(*) FROM events WHERE payload::text LIKE '%secret text%'`); n != 0 {
+		t.Fatalf("%d events still hold deleted text", n)
+	}
+	// The reaction went with its message, silently.
+	if n := e.count(`SELECT count(*) FROM reactions`) + e.count(`SELECT count(*) FROM events WHERE kind = 'reaction_removed'`); n != 0 {
+		t.Fatalf("%d reactions or reaction_removed events left", n)
+	}
+
+	// Deleting again succeeds for the author and the owner, and nobody
+	// else learns more than not_found.
+	events := e.count(`SELECT count(*) FROM events`)
+	must(t, deleteMessage(author, first.Id))
+	must(t, deleteMessage(owner, first.Id))
+	must(t, deleteMessage(author, second.Id))
+	wantCode(t, deleteMessage(other, first.Id), connect.CodeNotFound)
+	wantCode(t, deleteMessage(stranger, first.Id), connect.CodeNotFound)
+	if n := e.count(`SELECT count(*) FROM events`); n != events {
+		t.Fatalf("repeated deletes wrote %d events", n-events)
+	}
+	marker := e.send(other, pod.Id, "m", "marker")
+	if id := s.next().GetMessageCreated().GetMessage().GetId(); id != marker.Id {
+		t.Fatalf("an event came before the marker")
+	}
+}
+
+func TestReactions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	owner, member, stranger := e.signUp(), e.signUp(), e.signUp()
+	pod := e.createPod(owner, 4)
+	e.join(member, pod)
+	sent := e.send(owner, pod.Id, "k", "up at six!")
+	s := e.subscribe(owner, nil)
+	s.ready()
+	family := "👨\u200d👩\u200d👧"
+
+	must(t, addReaction(member, sent.Id, "👍"))
+	ev := s.next().GetReactionAdded()
+	if ev.GetMessageId() != sent.Id || ev.GetUserId() != member.user.Id || ev.GetEmoji() != "👍" {
+		t.Fatalf("reactionAdded: %v", ev)
+	}
+	must(t, addReaction(member, sent.Id, "👍")) // a repeat: nothing
+	must(t, addReaction(owner, sent.Id, "👍"))
+	if ev := s.next().GetReactionAdded(); ev.GetUserId() != owner.user.Id {
+		t.Fatalf("after a repeated add: %v", ev)
+	}
+	must(t, addReaction(member, sent.Id, family))
+	s.next()
+
+	res, err := member.Chat.ListMessages(context.Background(), connect.NewRequest(&podsv1.ListMessagesRequest{PodId: pod.Id}))
+	must(t, err)
+	r := res.Msg.Messages[0].Reactions
+	if len(r) != 2 || r[0].Emoji != "👍" || strings.Join(r[0].UserIds, ",") != member.user.Id+","+owner.user.Id ||
+		r[1].Emoji != family || strings.Join(r[1].UserIds, ",") != member.user.Id {
+		t.Fatalf("listed reactions: %v", r)
+	}
+
+	must(t, removeReaction(member, sent.Id, "👍"))
+	ev = s.next().GetReactionRemoved()
+	if ev.GetMessageId() != sent.Id || ev.GetUserId() != member.user.Id || ev.GetEmoji() != "👍" {
+		t.Fatalf("reactionRemoved: %v", ev)
+	}
+	must(t, removeReaction(member, sent.Id, "👍")) // a repeat: nothing
+	must(t, removeReaction(member, sent.Id, "🎉")) // never added: nothing
+	if n := e.count(`SELECT count(*) FROM events WHERE kind LIKE 'reaction_%'`); n != 4 {
+		t.Fatalf("%d reaction events, want 4", n)
+	}
+
+	// Refusals write nothing.
+	for name, tc := range map[string]struct {
+		c     *client
+		id    string
+		emoji string
+		code  connect.Code
+	}{
+		"no emoji":     {member, sent.Id, "", connect.CodeInvalidArgument},
+		"letters":      {member, sent.Id, "ok", connect.CodeInvalidArgument},
+		"shortcode":    {member, sent.Id, ":+1:", connect.CodeInvalidArgument},
+		"with a space": {member, sent.Id, "👍 ", connect.CodeInvalidArgument},
+		"with a word":  {member, sent.Id, "👍yes", connect.CodeInvalidArgument},
+		"keycap":       {member, sent.Id, "1\ufe0f\u20e3", connect.CodeInvalidArgument},
+		"joiner only":  {member, sent.Id, "\u200d", connect.CodeInvalidArgument},
+		"control":      {member, sent.Id, "👍\x00", connect.CodeInvalidArgument},
+		"too long":     {member, sent.Id, strings.Repeat("👍", 9), connect.CodeInvalidArgument},
+		"stranger":     {stranger, sent.Id, "👍", connect.CodeNotFound},
+		"unknown":      {member, "00000000-0000-0000-0000-000000000000", "👍", connect.CodeNotFound},
+		"malformed id": {member, "message-1", "👍", connect.CodeInvalidArgument},
+	} {
+		for _, change := range []func(*client, string, string) error{addReaction, removeReaction} {
+			err := change(tc.c, tc.id, tc.emoji)
+			if err == nil {
+				t.Fatalf("%s: no error", name)
+			}
+			wantCode(t, err, tc.code)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM reactions`); n != 2 {
+		t.Fatalf("%d reactions, want 2", n)
+	}
+	if n := e.count(`SELECT count(*) FROM events WHERE kind LIKE 'reaction_%'`); n != 4 {
+		t.Fatalf("refused reactions wrote %d events", n-4)
+	}
+	marker := e.send(member, pod.Id, "m", "marker")
+	if id := s.next().GetMessageCreated().GetMessage().GetId(); id != marker.Id {
+		t.Fatalf("an event came before the marker")
+	}
+}
+
+func TestReactionsAndDeletesUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	owner, author := e.signUp(), e.signUp()
+	pod := e.createPod(owner, 4)
+	e.join(author, pod)
+	sent := e.send(author, pod.Id, "k", "hello")
+
+	// The same reaction twenty times at once, each on its own connection,
+	// then the author and the owner deleting the message at once.
+	var wg sync.WaitGroup
+	errs := make([]error, 22)
+	for i := range 20 {
+		c := e.as(owner)
+		wg.Go(func() { errs[i] = addReaction(c, sent.Id, "🔥") })
+	}
+	wg.Wait()
+	for i, c := range []*client{e.as(author), e.as(owner)} {
+		wg.Go(func() { errs[20+i] = deleteMessage(c, sent.Id) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	for kind, want := range map[string]int{"reaction_added": 1, "message_deleted": 2} { // created became deleted
+		if n := e.count(`SELECT count(*) FROM events WHERE kind = $1`, kind); n != want {
+			t.Fatalf("%d %s events, want %d", n, kind, want)
+		}
+	}
+
+	// Reactions racing a delete either land before it or find no message.
+	racing := e.send(author, pod.Id, "r", "going soon")
+	for i := range 20 {
+		c := e.as(owner)
+		wg.Go(func() { errs[i] = addReaction(c, racing.Id, "🔥") })
+	}
+	must(t, deleteMessage(author, racing.Id))
+	wg.Wait()
+	for i, err := range errs[:20] {
+		if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+			t.Fatalf("reaction %d: %v", i, err)
+		}
+	}
+}
