@@ -1,0 +1,196 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+// result holds the figures of a run; its JSON form is podsbench's last line.
+type result struct {
+	Scenario  string  `json:"scenario"`
+	Protocol  string  `json:"protocol"`
+	Pods      int     `json:"pods"`
+	Streams   int     `json:"streams"`
+	Rate      float64 `json:"rate"`
+	DurationS float64 `json:"duration_s"`
+	SetupS    float64 `json:"setup_s"`
+
+	Sent       int            `json:"sent"`
+	SendErrors int            `json:"send_errors"`
+	SendErrs   map[string]int `json:"send_errors_by_cause,omitempty"`
+	SendRate   float64        `json:"send_rate"`
+	SendP50Ms  float64        `json:"send_p50_ms"`
+	SendP99Ms  float64        `json:"send_p99_ms"`
+
+	Expected       int            `json:"expected"`
+	Delivered      int            `json:"delivered"`
+	Lost           int            `json:"lost"`
+	Dups           int            `json:"dups"`
+	Unexpected     int            `json:"unexpected"`
+	Reconnects     int            `json:"reconnects"`
+	StreamEnds     map[string]int `json:"stream_ends_by_cause,omitempty"`
+	DeliveriesPerS float64        `json:"deliveries_per_s"`
+	P50Ms          float64        `json:"p50_ms"`
+	P95Ms          float64        `json:"p95_ms"`
+	P99Ms          float64        `json:"p99_ms"`
+	MaxMs          float64        `json:"max_ms"`
+
+	// MeasuredS is the wall time over which CPU time is measured: the
+	// sending and the drain.
+	MeasuredS      float64 `json:"measured_s"`
+	ServerCPUS     float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUPct   float64 `json:"server_cpu_pct,omitempty"`
+	PostgresCPUS   float64 `json:"postgres_cpu_s,omitempty"`
+	ServerRSSPeakM float64 `json:"server_rss_peak_mib,omitempty"`
+	BenchCPUS      float64 `json:"bench_cpu_s"`
+	ServerStatsErr string  `json:"server_stats_error,omitempty"`
+}
+
+// analyze computes the delivery figures: every message sent without error
+// is expected once on every stream of its pod.
+func analyze(pods []*pod, s *sends, phaseStart, sendEnd int64) *result {
+	r := &result{SendErrs: map[string]int{}, StreamEnds: map[string]int{}}
+	expected := make([][]int32, len(pods)) // per pod, the messages it should get
+	var sendTimes []time.Duration
+	for i := range s.pod {
+		start := s.start[i].Load()
+		if start == 0 {
+			continue
+		}
+		r.Sent++
+		if err := s.err[i]; err != nil {
+			r.SendErrors++
+			r.SendErrs[errString(err)]++
+			continue
+		}
+		expected[s.pod[i]] = append(expected[s.pod[i]], int32(i))
+		sendTimes = append(sendTimes, time.Duration(s.end[i]-start))
+	}
+	r.SendRate = round3(float64(r.Sent) / time.Duration(sendEnd-phaseStart).Seconds())
+	slices.Sort(sendTimes)
+	r.SendP50Ms, r.SendP99Ms = ms(percentile(sendTimes, 50)), ms(percentile(sendTimes, 99))
+
+	var latencies []time.Duration
+	events, lastAt := 0, phaseStart
+	for pi, p := range pods {
+		for _, m := range p.members {
+			d := m.log.deliveries
+			events += len(d)
+			slices.SortStableFunc(d, func(a, b delivery) int { return cmp.Compare(a.msg, b.msg) })
+			got := 0
+			for k, x := range d {
+				switch {
+				case k > 0 && d[k-1].msg == x.msg:
+					r.Dups++
+				case s.err[x.msg] != nil || int(s.pod[x.msg]) != pi:
+					r.Unexpected++
+				default:
+					got++
+					latencies = append(latencies, time.Duration(x.at-s.start[x.msg].Load()))
+					lastAt = max(lastAt, x.at)
+				}
+			}
+			r.Expected += len(expected[pi])
+			r.Delivered += got
+			r.Reconnects += m.log.reconnects
+			for _, e := range m.log.errs {
+				r.StreamEnds[e]++
+			}
+		}
+	}
+	r.Lost = r.Expected - r.Delivered
+	if lastAt > phaseStart {
+		r.DeliveriesPerS = round3(float64(events) / time.Duration(lastAt-phaseStart).Seconds())
+	}
+	slices.Sort(latencies)
+	r.P50Ms, r.P95Ms = ms(percentile(latencies, 50)), ms(percentile(latencies, 95))
+	r.P99Ms, r.MaxMs = ms(percentile(latencies, 99)), ms(percentile(latencies, 100))
+	return r
+}
+
+// addResources adds the CPU time used between two samples and the
+// server's peak RSS.
+func (r *result) addResources(pid int, before, after resources) {
+	r.MeasuredS = round3(after.wall.Sub(before.wall).Seconds())
+	r.BenchCPUS = round3((after.bench - before.bench).Seconds())
+	if pid == 0 {
+		return
+	}
+	if err := cmp.Or(before.err, after.err); err != nil {
+		r.ServerStatsErr = err.Error()
+		return
+	}
+	server, descendants := cpuDelta(before.server, after.server)
+	r.ServerCPUS, r.PostgresCPUS = round3(server.Seconds()), round3(descendants.Seconds())
+	r.ServerCPUPct = round3(100 * server.Seconds() / r.MeasuredS)
+	peak, err := memStatus(pid, "VmHWM")
+	if err != nil {
+		r.ServerStatsErr = err.Error()
+		return
+	}
+	r.ServerRSSPeakM = round3(float64(peak) / (1 << 20))
+}
+
+// percentile returns the p-th percentile (0 < p ≤ 100) of sorted by the
+// nearest-rank method, or 0 if sorted is empty.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return round3(float64(d) / float64(time.Millisecond)) }
+
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+// print writes the figures as a table.
+func (r *result) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
+	}
+	row("scenario", "%s (%s): %d pods, %d streams, %g msg/s for %gs", r.Scenario, r.Protocol, r.Pods, r.Streams, r.Rate, r.DurationS)
+	row("setup", "%.1f s", r.SetupS)
+	row("sent", "%d (%.1f/s), %d errors%s", r.Sent, r.SendRate, r.SendErrors, causes(r.SendErrs))
+	row("SendMessage", "p50 %.2f ms, p99 %.2f ms", r.SendP50Ms, r.SendP99Ms)
+	row("deliveries", "%d of %d expected (%.0f/s)", r.Delivered, r.Expected, r.DeliveriesPerS)
+	row("lost / dups / unexpected", "%d / %d / %d", r.Lost, r.Dups, r.Unexpected)
+	row("stream reconnects", "%d%s", r.Reconnects, causes(r.StreamEnds))
+	row("send→delivery", "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms", r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs)
+	switch {
+	case r.ServerStatsErr != "":
+		row("server", "no figures: %s", r.ServerStatsErr)
+	case r.ServerRSSPeakM > 0:
+		row("server CPU", "%.2f s in %.1f s (%.0f%% of one core), postgres %.2f s", r.ServerCPUS, r.MeasuredS, r.ServerCPUPct, r.PostgresCPUS)
+		row("server peak RSS", "%.1f MiB (podsd only)", r.ServerRSSPeakM)
+	}
+	row("podsbench CPU", "%.2f s in %.1f s", r.BenchCPUS, r.MeasuredS)
+	tw.Flush()
+}
+
+// causes formats counts by cause, if there are any.
+func causes(counts map[string]int) string {
+	if len(counts) == 0 {
+		return ""
+	}
+	return fmt.Sprint(" ", counts)
+}
+
+// printJSON writes the figures as one line of JSON.
+func (r *result) printJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
