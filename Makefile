@@ -4,10 +4,10 @@ SHELL := bash
 
 BUF := go tool -modfile=tools.mod buf
 
-.PHONY: help run test generate lint verify bench
+.PHONY: help run test generate web test-e2e lint verify bench
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 run: ## run the server with its own private Postgres in ./.pods
 	go run ./cmd/podsd
@@ -15,16 +15,27 @@ run: ## run the server with its own private Postgres in ./.pods
 test: ## run every test with the race detector (needs the Postgres binaries)
 	go test -race -count=1 -timeout 20m ./...
 
-generate: ## regenerate code from schema/
+generate: web/node_modules ## regenerate code from schema/ (Go into rpc/gen, TypeScript into web/src/gen)
 	$(BUF) generate
+
+# protoc-gen-es and esbuild are pinned npm devDependencies of web/.
+web/node_modules: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web: generate ## type-check, unit-test and bundle the web client into web/dist (embedded in podsd)
+	cd web && npm run --silent typecheck && npm run --silent test && npm run --silent build
+
+test-e2e: web ## browser tests: two users chat through a podsd restart (needs /usr/bin/chromium)
+	cd web && npm run --silent e2e
 
 lint: ## buf lint, gofmt and go vet
 	$(BUF) lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	go vet ./...
 
-verify: lint generate ## fail if generated code is stale or lint fails
-	@test -z "$$(git status --porcelain -- rpc/gen)" || { git status --short -- rpc/gen; echo 'generated code is stale: run make generate and commit'; exit 1; }
+verify: lint web ## fail if generated code or the web bundle is stale, or lint fails
+	@test -z "$$(git status --porcelain -- rpc/gen web/src/gen web/dist)" || { git status --short -- rpc/gen web/src/gen web/dist; echo 'generated code or web/dist is stale: run make web and commit'; exit 1; }
 
 bench: ## run the Go benchmarks
 	go test -run '^$$' -bench . -benchmem ./...

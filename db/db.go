@@ -38,11 +38,16 @@ type Pool = pgxpool.Pool
 // Tx is a database transaction.
 type Tx = pgx.Tx
 
-// Open connects a pool to connString and checks that the database answers.
-func Open(ctx context.Context, connString string) (*Pool, error) {
+// Open connects a pool of at most maxConns connections (0: pgx's default,
+// the larger of 4 and the CPU count) to connString and checks that the
+// database answers.
+func Open(ctx context.Context, connString string, maxConns int32) (*Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parsing database url: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -30,6 +30,8 @@ type Pod struct {
 	OwnerID    string
 	LastSeq    int64
 	CreatedAt  time.Time
+	// CoachEnabled says whether the coach speaks in the pod.
+	CoachEnabled bool
 	// Members in the order they joined.
 	Members []Member
 }
@@ -80,6 +82,12 @@ func PodCreate(ctx context.Context, pool *Pool, p PodCreateParams) (Pod, error) 
 			}
 			_, err = tx.Exec(ctx, `INSERT INTO memberships (pod_id, user_id, role) VALUES ($1, $2, $3)`,
 				podID, p.OwnerID, RoleOwner)
+			if err != nil {
+				return err
+			}
+			// Every pod has the coach as a member.
+			_, err = tx.Exec(ctx, `INSERT INTO memberships (pod_id, user_id, role)
+				SELECT $1, id, $2 FROM users WHERE coach`, podID, RoleCoach)
 			return err
 		})
 		switch constraint := uniqueViolation(err); constraint {
@@ -118,11 +126,11 @@ func newInviteCode() string {
 	return string(b)
 }
 
-const podColumns = `p.id, p.name, p.habit, p.capacity, p.invite_code, p.owner_id, p.last_seq, p.created_at`
+const podColumns = `p.id, p.name, p.habit, p.capacity, p.invite_code, p.owner_id, p.last_seq, p.created_at, p.coach_enabled`
 
 func scanPod(row pgx.Row, extra ...any) (Pod, error) {
 	var p Pod
-	dest := append([]any{&p.ID, &p.Name, &p.Habit, &p.Capacity, &p.InviteCode, &p.OwnerID, &p.LastSeq, &p.CreatedAt}, extra...)
+	dest := append([]any{&p.ID, &p.Name, &p.Habit, &p.Capacity, &p.InviteCode, &p.OwnerID, &p.LastSeq, &p.CreatedAt, &p.CoachEnabled}, extra...)
 	err := row.Scan(dest...)
 	return p, err
 }
@@ -328,4 +336,21 @@ func IsMember(ctx context.Context, q Querier, podID, userID string) (bool, error
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM memberships WHERE pod_id = $1 AND user_id = $2)`,
 		podID, userID).Scan(&ok)
 	return ok, translate(err, "checking membership")
+}
+
+// PodSetCoach switches the pod's coach on or off; owner only. A pod the
+// user is not a member of is ErrNotFound.
+func PodSetCoach(ctx context.Context, q Querier, podID, userID string, enabled bool) error {
+	var ownerID string
+	err := q.QueryRow(ctx, `
+		SELECT p.owner_id FROM pods p JOIN memberships m ON m.pod_id = p.id AND m.user_id = $2
+		WHERE p.id = $1`, podID, userID).Scan(&ownerID)
+	if err != nil {
+		return translate(err, "finding pod")
+	}
+	if ownerID != userID {
+		return ErrNotOwner
+	}
+	_, err = q.Exec(ctx, `UPDATE pods SET coach_enabled = $3 WHERE id = $1 AND owner_id = $2`, podID, userID, enabled)
+	return translate(err, "switching the coach")
 }

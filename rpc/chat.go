@@ -9,13 +9,11 @@ import (
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/convert"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
-	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
 )
 
 // chatService implements ChatService: messages here, edits, deletes and
 // reactions in chat_edit.go, read cursors and typing in chat_state.go.
 type chatService struct {
-	podsv1connect.UnimplementedChatServiceHandler
 	*Server
 }
 

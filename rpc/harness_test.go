@@ -49,6 +49,9 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	srv.Start()
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
+	if err := cfg.Hub.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() { cfg.Hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })

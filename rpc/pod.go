@@ -110,3 +110,23 @@ func (s podService) ListPods(ctx context.Context, _ *connect.Request[podsv1.List
 	}
 	return connect.NewResponse(&podsv1.ListPodsResponse{Pods: pods}), nil
 }
+
+// SetCoach switches the pod's coach on or off; owner only.
+func (s podService) SetCoach(ctx context.Context, req *connect.Request[podsv1.SetCoachRequest]) (*connect.Response[podsv1.SetCoachResponse], error) {
+	podID, err := checkID("pod_id", req.Msg.PodId)
+	if err != nil {
+		return nil, err
+	}
+	err = db.PodSetCoach(ctx, s.pool, podID, UserID(ctx), req.Msg.Enabled)
+	if errors.Is(err, db.ErrNotFound) {
+		return nil, errPodNotFound
+	}
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, err)
+	}
+	pod, err := db.PodByID(ctx, s.pool, podID)
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, err)
+	}
+	return connect.NewResponse(&podsv1.SetCoachResponse{Pod: convert.Pod(pod)}), nil
+}

@@ -34,8 +34,9 @@ func TestCreatePodValidation(t *testing.T) {
 	}
 
 	pod := e.createPod(c, 0)
-	if pod.Capacity != 6 || len(pod.Members) != 1 || pod.Members[0].Role != podsv1.MemberRole_MEMBER_ROLE_OWNER ||
-		pod.Members[0].User.Id != c.user.Id || len(pod.InviteCode) != 8 {
+	if pod.Capacity != 6 || len(pod.Members) != 2 || pod.Members[0].Role != podsv1.MemberRole_MEMBER_ROLE_OWNER ||
+		pod.Members[0].User.Id != c.user.Id || len(pod.InviteCode) != 8 ||
+		pod.Members[1].Role != podsv1.MemberRole_MEMBER_ROLE_COACH || !pod.Members[1].User.Coach {
 		t.Fatalf("created %+v", pod)
 	}
 
@@ -84,7 +85,7 @@ func TestConcurrentJoinsFillExactlyTheFreeSeats(t *testing.T) {
 	if admitted != 2 {
 		t.Fatalf("%d joins admitted, want 2", admitted)
 	}
-	if n := e.count(`SELECT count(*) FROM memberships WHERE pod_id = $1`, pod.Id); n != 4 {
+	if n := e.count(`SELECT count(*) FROM memberships WHERE pod_id = $1 AND role <> 'coach'`, pod.Id); n != 4 {
 		t.Fatalf("%d members, want 4", n)
 	}
 }
@@ -114,7 +115,7 @@ func TestJoinLeaveAndList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Msg.Pods) != 1 || len(list.Msg.Pods[0].Pod.Members) != 2 {
+	if len(list.Msg.Pods) != 1 || len(list.Msg.Pods[0].Pod.Members) != 3 { // with the coach
 		t.Fatalf("member lists %+v", list.Msg.Pods)
 	}
 	e.send(owner, pod.Id, "k1", "good morning")
@@ -128,7 +129,7 @@ func TestJoinLeaveAndList(t *testing.T) {
 		t.Fatal(err)
 	}
 	list, _ = member.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
-	if got := list.Msg.Pods[0].Pod; got.OwnerId != member.user.Id || len(got.Members) != 1 {
+	if got := list.Msg.Pods[0].Pod; got.OwnerId != member.user.Id || len(got.Members) != 2 {
 		t.Fatalf("after the owner left: %+v", got)
 	}
 	// Leaving again, or a pod one never joined, is fine.
@@ -182,7 +183,7 @@ func TestDeletePodCascadesAndIsOwnerOnly(t *testing.T) {
 			t.Errorf("%d rows left in %s", n, table)
 		}
 	}
-	if n := e.count(`SELECT count(*) FROM users`); n != 3 {
+	if n := e.count(`SELECT count(*) FROM users WHERE NOT coach`); n != 3 {
 		t.Errorf("users were deleted with the pod")
 	}
 }

@@ -230,3 +230,24 @@ func TestUnreadCountsAcrossDevices(t *testing.T) {
 	_, err = markRead(ana, -1)
 	wantCode(t, err, connect.CodeInvalidArgument)
 }
+
+func TestJoiningWhileOnlineAnnouncesPresenceBothWays(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, fastPresence)
+	ana, ben := e.signUp(), e.signUp()
+	pod := e.createPod(ana, 4)
+	anaStream := e.subscribe(ana, nil)
+	anaStream.ready()
+	benStream := e.subscribe(ben, nil)
+	if pods := benStream.ready().Pods; len(pods) != 0 {
+		t.Fatalf("ben is in %d pods before joining", len(pods))
+	}
+
+	e.join(ben, pod)
+	if p := anaStream.nextPresence(); p.UserId != ben.user.Id || !p.Online {
+		t.Fatalf("ana saw %v, want ben online", p)
+	}
+	if p := benStream.nextPresence(); p.UserId != ana.user.Id || !p.Online {
+		t.Fatalf("ben saw %v, want ana online", p)
+	}
+}

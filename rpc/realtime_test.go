@@ -13,22 +13,34 @@ import (
 	"github.com/pods-dev/pods/stream"
 )
 
+// sources are the change sources every delivery test runs with.
+var sources = []string{stream.SourceNotify, stream.SourceWAL}
+
 func TestSubscribeReadyThenCatchUpThenLive(t *testing.T) {
 	t.Parallel()
-	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{Heartbeat: time.Second})
+	for _, source := range sources {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			testSubscribeReadyThenCatchUpThenLive(t, source)
+		})
+	}
+}
+
+func testSubscribeReadyThenCatchUpThenLive(t *testing.T, source string) {
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{Heartbeat: time.Second, ChangeSource: source})
 	owner, member := e.signUp(), e.signUp()
-	pod := e.createPod(owner, 4) // seq 1: the owner joined
-	e.join(member, pod)          // seq 2
+	pod := e.createPod(owner, 4) // seqs 1, 2: the owner and the coach joined
+	e.join(member, pod)          // seq 3
 	for _, body := range []string{"one", "two", "three"} {
-		e.send(owner, pod.Id, body, body) // seqs 3, 4, 5
+		e.send(owner, pod.Id, body, body) // seqs 4, 5, 6
 	}
 
-	s := e.subscribe(member, map[string]int64{pod.Id: 3})
+	s := e.subscribe(member, map[string]int64{pod.Id: 4})
 	ready := s.ready()
 	if ready.HeartbeatSeconds != 1 || len(ready.Pods) != 1 {
 		t.Fatalf("ready: %v", ready)
 	}
-	if p := ready.Pods[0]; p.LastSeq != 5 || p.UnreadCount != 3 || len(p.Pod.Members) != 2 {
+	if p := ready.Pods[0]; p.LastSeq != 6 || p.UnreadCount != 3 || len(p.Pod.Members) != 3 {
 		t.Fatalf("ready pod: %v", p)
 	}
 	for _, want := range []string{"two", "three"} {
@@ -40,17 +52,17 @@ func TestSubscribeReadyThenCatchUpThenLive(t *testing.T) {
 	sent := e.send(owner, pod.Id, "live-key", "live")
 	ev := s.next()
 	m := ev.GetMessageCreated().GetMessage()
-	if ev.Seq != 6 || m.GetId() != sent.Id || m.GetIdempotencyKey() != "live-key" || m.GetAuthorId() != owner.user.Id {
+	if ev.Seq != 7 || m.GetId() != sent.Id || m.GetIdempotencyKey() != "live-key" || m.GetAuthorId() != owner.user.Id {
 		t.Fatalf("live: %v", ev)
 	}
 
 	// Without a cursor a pod starts after ready's lastSeq.
 	fresh := e.subscribe(owner, nil)
-	if got := fresh.ready().Pods[0].LastSeq; got != 6 {
-		t.Fatalf("lastSeq %d, want 6", got)
+	if got := fresh.ready().Pods[0].LastSeq; got != 7 {
+		t.Fatalf("lastSeq %d, want 7", got)
 	}
 	e.send(member, pod.Id, "k", "hello")
-	if ev := fresh.next(); ev.Seq != 7 {
+	if ev := fresh.nextLogged(); ev.Seq != 8 {
 		t.Fatalf("after ready: %v", ev)
 	}
 
@@ -95,7 +107,16 @@ func TestSubscribeRefusesBadCursors(t *testing.T) {
 
 func TestStreamFollowsJoinLeaveAndDelete(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, rpc.Config{})
+	for _, source := range sources {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			testStreamFollowsJoinLeaveAndDelete(t, source)
+		})
+	}
+}
+
+func testStreamFollowsJoinLeaveAndDelete(t *testing.T, source string) {
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{ChangeSource: source})
 	ctx := context.Background()
 	owner, joiner := e.signUp(), e.signUp()
 	pod := e.createPod(owner, 4)

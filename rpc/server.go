@@ -82,7 +82,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(podsv1connect.NewPodServiceHandler(podService{s}, opts))
 	mux.Handle(podsv1connect.NewChatServiceHandler(chatService{Server: s}, opts))
 	mux.Handle(podsv1connect.NewRealtimeServiceHandler(realtimeService{s}, opts))
-	mux.Handle(podsv1connect.NewProgressServiceHandler(podsv1connect.UnimplementedProgressServiceHandler{}, opts))
+	mux.Handle(podsv1connect.NewProgressServiceHandler(progressService{s}, opts))
 	services := []string{
 		podsv1connect.AuthServiceName, podsv1connect.PodServiceName, podsv1connect.ChatServiceName,
 		podsv1connect.RealtimeServiceName, podsv1connect.ProgressServiceName,

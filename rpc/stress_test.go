@@ -189,22 +189,41 @@ func stressPod(t *testing.T, e *env, perWriter int, disrupt func()) {
 
 func TestStreamsStayExactWhileReadersResumeAndTheListenerDies(t *testing.T) {
 	t.Parallel()
-	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{ProbeInterval: time.Second, Heartbeat: 100 * time.Millisecond})
-	stressPod(t, e, 150, func() {
-		var killed int
-		err := e.db.Pool.QueryRow(context.Background(), `
-			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed)
-		if err != nil || killed != 1 {
-			t.Errorf("killing the listener: %d killed, %v", killed, err)
-		}
-	})
+	for _, source := range sources {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			node := "stress-" + source + "-" + fmt.Sprint(time.Now().UnixNano())
+			e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{
+				ProbeInterval: time.Second, Heartbeat: 100 * time.Millisecond, ChangeSource: source, NodeID: node,
+			})
+			stressPod(t, e, 150, func() {
+				// The listener, and the replication connection if any.
+				want := map[string]int{stream.SourceNotify: 1, stream.SourceWAL: 2}[source]
+				var killed int
+				err := e.db.Pool.QueryRow(context.Background(), `
+					SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+					WHERE application_name IN ('pods listen ' || $1, 'pods wal ' || $1)`, node).Scan(&killed)
+				if err != nil || killed != want {
+					t.Errorf("killing the change source: %d killed, want %d, %v", killed, want, err)
+				}
+			})
+		})
+	}
 }
 
 func TestStreamsRecoverFromADatabaseRestart(t *testing.T) {
 	t.Parallel()
+	for _, source := range sources {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			testStreamsRecoverFromADatabaseRestart(t, source)
+		})
+	}
+}
+
+func testStreamsRecoverFromADatabaseRestart(t *testing.T, source string) {
 	cluster, d := dbtest.NewCluster(t)
-	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ProbeInterval: time.Second, Heartbeat: 100 * time.Millisecond})
+	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ProbeInterval: time.Second, Heartbeat: 100 * time.Millisecond, ChangeSource: source})
 	stressPod(t, e, 60, func() {
 		ctx := context.Background()
 		if err := cluster.Stop(ctx); err != nil {

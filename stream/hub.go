@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -51,6 +52,9 @@ type Config struct {
 	// SweepInterval is how often the node tries to sweep presence.
 	// Default 1 s.
 	SweepInterval time.Duration
+	// ChangeSource is SourceNotify (the default) or SourceWAL. Run sets up
+	// the database for it.
+	ChangeSource string
 }
 
 // Hub fans the event log out to subscribers. One Hub runs per process.
@@ -72,6 +76,7 @@ type Hub struct {
 // podState is the hub's read position in one pod's log and who gets it.
 type podState struct {
 	lastSeq int64 // the last seq fanned out
+	wantSeq int64 // a seq the WAL source saw committed; read until reached
 	known   bool  // lastSeq has been read from the database
 	subs    map[*subscriber]bool
 }
@@ -108,6 +113,9 @@ func NewHub(cfg Config) *Hub {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = time.Second
 	}
+	if cfg.ChangeSource == "" {
+		cfg.ChangeSource = SourceNotify
+	}
 	return &Hub{
 		cfg:     cfg,
 		log:     cfg.Logger,
@@ -128,11 +136,30 @@ func (h *Hub) Close() {
 	h.closeOnce.Do(func() { close(h.closing) })
 }
 
+// Prepare sets the database up for the change source: it turns the events
+// trigger's NOTIFY on or off, and for the WAL source checks that the
+// server can stream logical replication.
+func (h *Hub) Prepare(ctx context.Context) error {
+	switch h.cfg.ChangeSource {
+	case SourceNotify:
+		return db.UseNotify(ctx, h.cfg.Pool, true)
+	case SourceWAL:
+		if err := db.CheckLogicalReplication(ctx, h.cfg.Pool); err != nil {
+			return err
+		}
+		return db.UseNotify(ctx, h.cfg.Pool, false)
+	}
+	return fmt.Errorf("unknown change source %q: want %s or %s", h.cfg.ChangeSource, SourceNotify, SourceWAL)
+}
+
 // Run listens for notifications, fans events out and keeps presence until
-// ctx ends.
+// ctx ends. Call Prepare first.
 func (h *Hub) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { h.listen(ctx) })
+	if h.cfg.ChangeSource == SourceWAL {
+		wg.Go(func() { h.replicate(ctx) })
+	}
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
 	wg.Wait()
@@ -156,7 +183,9 @@ func (h *Hub) listen(ctx context.Context) {
 }
 
 func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
-	conn, err := pgx.ConnectConfig(ctx, h.cfg.Pool.Config().ConnConfig.Copy())
+	cfg := h.cfg.Pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = "pods listen " + h.cfg.NodeID
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -258,7 +287,9 @@ func (h *Hub) fetch(ctx context.Context) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		h.fanOut(batches)
+		if h.fanOut(batches) {
+			sleep(ctx, time.Millisecond) // let the commit become visible
+		}
 	}
 }
 
@@ -292,7 +323,9 @@ func (h *Hub) markDirty(cursors []db.PodCursor) {
 }
 
 // fanOut converts each batch once and queues it to the pod's subscribers.
-func (h *Hub) fanOut(batches []db.EventBatch) {
+// It reports whether a pod has yet to reach a seq the WAL source saw
+// committed (it stays dirty).
+func (h *Hub) fanOut(batches []db.EventBatch) (behind bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, b := range batches {
@@ -313,7 +346,8 @@ func (h *Hub) fanOut(batches []db.EventBatch) {
 			d.events = append(d.events, ev)
 			ps.lastSeq = e.Seq
 		}
-		if len(b.Events) == h.cfg.BatchSize {
+		if len(b.Events) == h.cfg.BatchSize || ps.lastSeq < ps.wantSeq && !b.Gone {
+			behind = behind || ps.lastSeq < ps.wantSeq
 			h.dirty[b.PodID] = true
 			h.signal()
 		}
@@ -327,6 +361,7 @@ func (h *Hub) fanOut(batches []db.EventBatch) {
 			delete(h.pods, b.PodID)
 		}
 	}
+	return behind
 }
 
 // register adds a subscriber to the user index, so that it learns of the

@@ -314,5 +314,31 @@ func (st *stream) refreshMemberships(ctx context.Context) error {
 			return err
 		}
 	}
+	return st.sendOnline(ctx, added)
+}
+
+// sendOnline tells the stream who is online in pods it just joined, as
+// presence events: the ready event it got predates them.
+func (st *stream) sendOnline(ctx context.Context, podIDs []string) error {
+	if len(podIDs) == 0 {
+		return nil
+	}
+	online, err := db.OnlineMembers(ctx, st.hub.cfg.Pool, podIDs)
+	if err != nil {
+		return err
+	}
+	now := timestamppb.Now()
+	for _, podID := range podIDs {
+		for _, userID := range online[podID] {
+			if userID == st.req.UserID {
+				continue
+			}
+			ev := &podsv1.Event{PodId: podID, At: now, Kind: &podsv1.Event_Presence{
+				Presence: &podsv1.Presence{UserId: userID, Online: true}}}
+			if err := st.req.Send(ev); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }

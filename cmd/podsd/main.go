@@ -19,17 +19,21 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/moderator"
 	"github.com/pods-dev/pods/rpc"
 	"github.com/pods-dev/pods/stream"
+	"github.com/pods-dev/pods/web"
 )
 
 type config struct {
 	addr           string
 	databaseURL    string
+	dbMaxConns     int
 	dataDir        string
 	logLevel       slog.Level
 	passwordMemory uint
@@ -37,6 +41,9 @@ type config struct {
 	writeBurst     int
 	nodeID         string
 	presenceGrace  time.Duration
+	coachQuiet     time.Duration
+	changeSource   string
+	llm            moderator.LLMConfig
 }
 
 func main() {
@@ -51,11 +58,17 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("podsd", flag.ContinueOnError)
 	fs.StringVar(&cfg.addr, "addr", envOr("PODS_ADDR", ":8080"), "address to listen on (HTTP/1.1 and h2c) [PODS_ADDR]")
 	fs.StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string; empty runs a private server [DATABASE_URL]")
+	fs.IntVar(&cfg.dbMaxConns, "db-max-conns", 32, "most connections this node opens to the database for requests, besides one listener")
 	fs.StringVar(&cfg.dataDir, "data-dir", envOr("PODS_DATA_DIR", ".pods"), "where the private PostgreSQL keeps its data [PODS_DATA_DIR]")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.UintVar(&cfg.passwordMemory, "password-memory-kib", rpc.DefaultPasswordMemoryKiB, "argon2id memory per new password hash (lower only for load tests)")
 	fs.StringVar(&cfg.nodeID, "node-id", envOr("PODS_NODE_ID", ""), "this node's name among several on one database; default random [PODS_NODE_ID]")
 	fs.DurationVar(&cfg.presenceGrace, "presence-grace", 3*time.Second, "how long a member stays online after their last stream closed")
+	fs.StringVar(&cfg.changeSource, "change-source", envOr("PODS_CHANGE_SOURCE", stream.SourceNotify), "how nodes learn of new events: notify (trigger + NOTIFY) or wal (logical replication; needs wal_level=logical); every node of a database must use the same [PODS_CHANGE_SOURCE]")
+	fs.DurationVar(&cfg.coachQuiet, "coach-quiet-after", 2*time.Hour, "silence after which the coach nudges a pod")
+	fs.StringVar(&cfg.llm.BaseURL, "llm-base-url", envOr("PODS_LLM_BASE_URL", "https://openrouter.ai/api/v1"), "OpenAI-compatible API of the coach's model, ending in /v1 [PODS_LLM_BASE_URL]")
+	fs.StringVar(&cfg.llm.Model, "llm-model", envOr("PODS_LLM_MODEL", "meta-llama/llama-3.1-8b-instruct"), "the coach's model [PODS_LLM_MODEL]")
+	fs.StringVar(&cfg.llm.APIKey, "llm-api-key", envOr("PODS_LLM_API_KEY", os.Getenv("OPENROUTER_API_KEY")), "API key of the model; empty: the coach answers offline from templates [PODS_LLM_API_KEY, OPENROUTER_API_KEY]")
 	fs.Float64Var(&cfg.writeRate, "write-rate", 10, "writes per second allowed per user, sustained")
 	fs.IntVar(&cfg.writeBurst, "write-burst", 30, "writes allowed per user in a burst")
 	fs.Usage = func() {
@@ -126,17 +139,28 @@ func database(ctx context.Context, cfg config, logger *slog.Logger) (string, fun
 }
 
 func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Logger) error {
-	pool, err := db.Open(ctx, databaseURL)
+	pool, err := db.Open(ctx, databaseURL, int32(cfg.dbMaxConns))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 
-	hub := stream.NewHub(stream.Config{Pool: pool, Logger: logger, NodeID: cfg.nodeID, PresenceGrace: cfg.presenceGrace})
-	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
-	hubDone := make(chan struct{})
-	go func() { hub.Run(hubCtx); close(hubDone) }()
-	defer func() { stopHub(); <-hubDone }()
+	hub := stream.NewHub(stream.Config{
+		Pool: pool, Logger: logger, NodeID: cfg.nodeID, PresenceGrace: cfg.presenceGrace, ChangeSource: cfg.changeSource,
+	})
+	if err := hub.Prepare(ctx); err != nil {
+		return err
+	}
+	coach, err := newCoach(cfg, pool, logger)
+	if err != nil {
+		return err
+	}
+	// The hub and the coach outlive ctx until the HTTP server has drained.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var workers sync.WaitGroup
+	defer func() { stopWork(); workers.Wait() }()
+	workers.Go(func() { hub.Run(workCtx) })
+	workers.Go(func() { coach.Run(workCtx) })
 
 	api := rpc.New(rpc.Config{
 		Pool: pool, Hub: hub, Logger: logger,
@@ -146,7 +170,7 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           api.Handler(),
+		Handler:           web.WithAPI(api.Handler()), // the web client at /, the API at /pods.v1.*
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No read or write timeout: they would cut long-lived streams.
@@ -169,6 +193,20 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// newCoach returns the coach, on the model if an API key is configured.
+func newCoach(cfg config, pool *db.Pool, logger *slog.Logger) (*moderator.Coach, error) {
+	coachCfg := moderator.Config{Pool: pool, Logger: logger, QuietAfter: cfg.coachQuiet}
+	if cfg.llm.APIKey != "" {
+		llm, err := moderator.NewLLM(cfg.llm)
+		if err != nil {
+			return nil, err
+		}
+		coachCfg.Model = llm
+		logger.Info("coach: using model", "base_url", cfg.llm.BaseURL, "model", cfg.llm.Model)
+	}
+	return moderator.New(coachCfg), nil
 }
 
 func envOr(name, fallback string) string {

@@ -113,7 +113,7 @@ func setup(ctx context.Context) (cleanup func(), err error) {
 		serverURL = c.ConnString("postgres")
 	}
 
-	admin, err = db.Open(ctx, serverURL)
+	admin, err = db.Open(ctx, serverURL, 0)
 	if err != nil {
 		return cleanup, fmt.Errorf("connecting to test server: %w", err)
 	}
@@ -241,7 +241,7 @@ func open(t testing.TB, url string) *Database {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pool, err := db.Open(ctx, url)
+	pool, err := db.Open(ctx, url, 0)
 	if err != nil {
 		t.Fatalf("dbtest: %v", err)
 	}

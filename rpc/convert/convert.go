@@ -36,7 +36,7 @@ func Pod(p db.Pod) *podsv1.Pod {
 	}
 	return &podsv1.Pod{
 		Id: p.ID, Name: p.Name, Habit: p.Habit, Capacity: int32(p.Capacity), InviteCode: p.InviteCode,
-		Members: members, OwnerId: p.OwnerID, CreatedAt: timestamppb.New(p.CreatedAt),
+		Members: members, OwnerId: p.OwnerID, CreatedAt: timestamppb.New(p.CreatedAt), CoachEnabled: p.CoachEnabled,
 	}
 }
 
@@ -56,6 +56,19 @@ func Message(m db.Message) *podsv1.Message {
 		IdempotencyKey: m.IdempotencyKey, CreatedAt: timestamppb.New(m.CreatedAt),
 		EditedAt: optionalTime(m.EditedAt), Reactions: reactions,
 	}
+}
+
+// CheckIn converts a check-in.
+func CheckIn(c db.CheckIn) *podsv1.CheckIn {
+	return &podsv1.CheckIn{
+		PodId: c.PodID, UserId: c.UserID, Date: c.Date, Done: c.Done, Note: c.Note,
+		UpdatedAt: timestamppb.New(c.UpdatedAt),
+	}
+}
+
+// Streak converts a streak.
+func Streak(s db.Streak) *podsv1.Streak {
+	return &podsv1.Streak{Current: int32(s.Current), Longest: int32(s.Longest)}
 }
 
 func optionalTime(t *time.Time) *timestamppb.Timestamp {
@@ -98,6 +111,18 @@ func Event(e db.Event) (*podsv1.Event, error) {
 		out.Kind = &podsv1.Event_MemberJoined{MemberJoined: &podsv1.MemberJoined{UserId: p.UserID, Member: Member(member)}}
 	case db.EventMemberLeft:
 		out.Kind = &podsv1.Event_MemberLeft{MemberLeft: &podsv1.MemberLeft{UserId: p.UserID}}
+	case db.EventCheckInRecorded:
+		var c struct {
+			db.CheckIn
+			Streak db.Streak `json:"streak"`
+		}
+		if err := json.Unmarshal(e.Payload, &c); err != nil {
+			return nil, fmt.Errorf("decoding %s event %s/%d: %w", e.Kind, e.PodID, e.Seq, err)
+		}
+		out.Kind = &podsv1.Event_CheckInRecorded{CheckInRecorded: &podsv1.CheckInRecorded{CheckIn: CheckIn(c.CheckIn), Streak: Streak(c.Streak)}}
+	case db.EventCoachIntervened:
+		out.Kind = &podsv1.Event_CoachIntervened{CoachIntervened: &podsv1.CoachIntervened{
+			MessageId: p.MessageID, Trigger: coachTriggers[p.Trigger]}}
 	default:
 		return nil, fmt.Errorf("event %s/%d: unknown kind %q", e.PodID, e.Seq, e.Kind)
 	}
@@ -116,4 +141,11 @@ type eventPayload struct {
 	Coach       bool      `json:"coach"`
 	Role        string    `json:"role"`
 	JoinedAt    time.Time `json:"joined_at"`
+	Trigger     string    `json:"trigger"`
+}
+
+var coachTriggers = map[string]podsv1.CoachTrigger{
+	db.JobQuiet:    podsv1.CoachTrigger_COACH_TRIGGER_QUIET,
+	db.JobConflict: podsv1.CoachTrigger_COACH_TRIGGER_CONFLICT,
+	db.JobReminder: podsv1.CoachTrigger_COACH_TRIGGER_REMINDER,
 }

@@ -464,6 +464,102 @@ func (x *ListPodsResponse) GetPods() []*PodSummary {
 	return nil
 }
 
+type SetCoachRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PodId         string                 `protobuf:"bytes,1,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	Enabled       bool                   `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCoachRequest) Reset() {
+	*x = SetCoachRequest{}
+	mi := &file_pods_v1_pod_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCoachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCoachRequest) ProtoMessage() {}
+
+func (x *SetCoachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pods_v1_pod_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCoachRequest.ProtoReflect.Descriptor instead.
+func (*SetCoachRequest) Descriptor() ([]byte, []int) {
+	return file_pods_v1_pod_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetCoachRequest) GetPodId() string {
+	if x != nil {
+		return x.PodId
+	}
+	return ""
+}
+
+func (x *SetCoachRequest) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+type SetCoachResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pod           *Pod                   `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCoachResponse) Reset() {
+	*x = SetCoachResponse{}
+	mi := &file_pods_v1_pod_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCoachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCoachResponse) ProtoMessage() {}
+
+func (x *SetCoachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pods_v1_pod_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCoachResponse.ProtoReflect.Descriptor instead.
+func (*SetCoachResponse) Descriptor() ([]byte, []int) {
+	return file_pods_v1_pod_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetCoachResponse) GetPod() *Pod {
+	if x != nil {
+		return x.Pod
+	}
+	return nil
+}
+
 var File_pods_v1_pod_proto protoreflect.FileDescriptor
 
 const file_pods_v1_pod_proto_rawDesc = "" +
@@ -489,14 +585,20 @@ const file_pods_v1_pod_proto_rawDesc = "" +
 	"\x11DeletePodResponse\"\x11\n" +
 	"\x0fListPodsRequest\";\n" +
 	"\x10ListPodsResponse\x12'\n" +
-	"\x04pods\x18\x01 \x03(\v2\x13.pods.v1.PodSummaryR\x04pods2\xd4\x02\n" +
+	"\x04pods\x18\x01 \x03(\v2\x13.pods.v1.PodSummaryR\x04pods\"B\n" +
+	"\x0fSetCoachRequest\x12\x15\n" +
+	"\x06pod_id\x18\x01 \x01(\tR\x05podId\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\"2\n" +
+	"\x10SetCoachResponse\x12\x1e\n" +
+	"\x03pod\x18\x01 \x01(\v2\f.pods.v1.PodR\x03pod2\x95\x03\n" +
 	"\n" +
 	"PodService\x12B\n" +
 	"\tCreatePod\x12\x19.pods.v1.CreatePodRequest\x1a\x1a.pods.v1.CreatePodResponse\x12<\n" +
 	"\aJoinPod\x12\x17.pods.v1.JoinPodRequest\x1a\x18.pods.v1.JoinPodResponse\x12?\n" +
 	"\bLeavePod\x12\x18.pods.v1.LeavePodRequest\x1a\x19.pods.v1.LeavePodResponse\x12B\n" +
 	"\tDeletePod\x12\x19.pods.v1.DeletePodRequest\x1a\x1a.pods.v1.DeletePodResponse\x12?\n" +
-	"\bListPods\x12\x18.pods.v1.ListPodsRequest\x1a\x19.pods.v1.ListPodsResponseB\x85\x01\n" +
+	"\bListPods\x12\x18.pods.v1.ListPodsRequest\x1a\x19.pods.v1.ListPodsResponse\x12?\n" +
+	"\bSetCoach\x12\x18.pods.v1.SetCoachRequest\x1a\x19.pods.v1.SetCoachResponseB\x85\x01\n" +
 	"\vcom.pods.v1B\bPodProtoP\x01Z/github.com/pods-dev/pods/rpc/gen/pods/v1;podsv1\xa2\x02\x03PXX\xaa\x02\aPods.V1\xca\x02\aPods\\V1\xe2\x02\x13Pods\\V1\\GPBMetadata\xea\x02\bPods::V1b\x06proto3"
 
 var (
@@ -511,7 +613,7 @@ func file_pods_v1_pod_proto_rawDescGZIP() []byte {
 	return file_pods_v1_pod_proto_rawDescData
 }
 
-var file_pods_v1_pod_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_pods_v1_pod_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_pods_v1_pod_proto_goTypes = []any{
 	(*CreatePodRequest)(nil),  // 0: pods.v1.CreatePodRequest
 	(*CreatePodResponse)(nil), // 1: pods.v1.CreatePodResponse
@@ -523,28 +625,33 @@ var file_pods_v1_pod_proto_goTypes = []any{
 	(*DeletePodResponse)(nil), // 7: pods.v1.DeletePodResponse
 	(*ListPodsRequest)(nil),   // 8: pods.v1.ListPodsRequest
 	(*ListPodsResponse)(nil),  // 9: pods.v1.ListPodsResponse
-	(*Pod)(nil),               // 10: pods.v1.Pod
-	(*PodSummary)(nil),        // 11: pods.v1.PodSummary
+	(*SetCoachRequest)(nil),   // 10: pods.v1.SetCoachRequest
+	(*SetCoachResponse)(nil),  // 11: pods.v1.SetCoachResponse
+	(*Pod)(nil),               // 12: pods.v1.Pod
+	(*PodSummary)(nil),        // 13: pods.v1.PodSummary
 }
 var file_pods_v1_pod_proto_depIdxs = []int32{
-	10, // 0: pods.v1.CreatePodResponse.pod:type_name -> pods.v1.Pod
-	10, // 1: pods.v1.JoinPodResponse.pod:type_name -> pods.v1.Pod
-	11, // 2: pods.v1.ListPodsResponse.pods:type_name -> pods.v1.PodSummary
-	0,  // 3: pods.v1.PodService.CreatePod:input_type -> pods.v1.CreatePodRequest
-	2,  // 4: pods.v1.PodService.JoinPod:input_type -> pods.v1.JoinPodRequest
-	4,  // 5: pods.v1.PodService.LeavePod:input_type -> pods.v1.LeavePodRequest
-	6,  // 6: pods.v1.PodService.DeletePod:input_type -> pods.v1.DeletePodRequest
-	8,  // 7: pods.v1.PodService.ListPods:input_type -> pods.v1.ListPodsRequest
-	1,  // 8: pods.v1.PodService.CreatePod:output_type -> pods.v1.CreatePodResponse
-	3,  // 9: pods.v1.PodService.JoinPod:output_type -> pods.v1.JoinPodResponse
-	5,  // 10: pods.v1.PodService.LeavePod:output_type -> pods.v1.LeavePodResponse
-	7,  // 11: pods.v1.PodService.DeletePod:output_type -> pods.v1.DeletePodResponse
-	9,  // 12: pods.v1.PodService.ListPods:output_type -> pods.v1.ListPodsResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	12, // 0: pods.v1.CreatePodResponse.pod:type_name -> pods.v1.Pod
+	12, // 1: pods.v1.JoinPodResponse.pod:type_name -> pods.v1.Pod
+	13, // 2: pods.v1.ListPodsResponse.pods:type_name -> pods.v1.PodSummary
+	12, // 3: pods.v1.SetCoachResponse.pod:type_name -> pods.v1.Pod
+	0,  // 4: pods.v1.PodService.CreatePod:input_type -> pods.v1.CreatePodRequest
+	2,  // 5: pods.v1.PodService.JoinPod:input_type -> pods.v1.JoinPodRequest
+	4,  // 6: pods.v1.PodService.LeavePod:input_type -> pods.v1.LeavePodRequest
+	6,  // 7: pods.v1.PodService.DeletePod:input_type -> pods.v1.DeletePodRequest
+	8,  // 8: pods.v1.PodService.ListPods:input_type -> pods.v1.ListPodsRequest
+	10, // 9: pods.v1.PodService.SetCoach:input_type -> pods.v1.SetCoachRequest
+	1,  // 10: pods.v1.PodService.CreatePod:output_type -> pods.v1.CreatePodResponse
+	3,  // 11: pods.v1.PodService.JoinPod:output_type -> pods.v1.JoinPodResponse
+	5,  // 12: pods.v1.PodService.LeavePod:output_type -> pods.v1.LeavePodResponse
+	7,  // 13: pods.v1.PodService.DeletePod:output_type -> pods.v1.DeletePodResponse
+	9,  // 14: pods.v1.PodService.ListPods:output_type -> pods.v1.ListPodsResponse
+	11, // 15: pods.v1.PodService.SetCoach:output_type -> pods.v1.SetCoachResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_pods_v1_pod_proto_init() }
@@ -559,7 +666,7 @@ func file_pods_v1_pod_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pods_v1_pod_proto_rawDesc), len(file_pods_v1_pod_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

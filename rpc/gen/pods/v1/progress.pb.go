@@ -334,7 +334,9 @@ type MemberProgress struct {
 	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Streak *Streak                `protobuf:"bytes,2,opt,name=streak,proto3" json:"streak,omitempty"`
 	// Check-ins of the last 30 local days, oldest first; days without one are absent.
-	Recent        []*CheckIn `protobuf:"bytes,3,rep,name=recent,proto3" json:"recent,omitempty"`
+	Recent []*CheckIn `protobuf:"bytes,3,rep,name=recent,proto3" json:"recent,omitempty"`
+	// When the coach reminds the member: HH:MM in their time zone.
+	ReminderTime  string `protobuf:"bytes,4,opt,name=reminder_time,json=reminderTime,proto3" json:"reminder_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +392,13 @@ func (x *MemberProgress) GetRecent() []*CheckIn {
 	return nil
 }
 
+func (x *MemberProgress) GetReminderTime() string {
+	if x != nil {
+		return x.ReminderTime
+	}
+	return ""
+}
+
 type GetProgressResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Members       []*MemberProgress      `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
@@ -434,6 +443,104 @@ func (x *GetProgressResponse) GetMembers() []*MemberProgress {
 	return nil
 }
 
+type SetReminderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	PodId string                 `protobuf:"bytes,1,opt,name=pod_id,json=podId,proto3" json:"pod_id,omitempty"`
+	// HH:MM, 24-hour, in the caller's time zone, e.g. "07:30".
+	Time          string `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetReminderRequest) Reset() {
+	*x = SetReminderRequest{}
+	mi := &file_pods_v1_progress_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReminderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReminderRequest) ProtoMessage() {}
+
+func (x *SetReminderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pods_v1_progress_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReminderRequest.ProtoReflect.Descriptor instead.
+func (*SetReminderRequest) Descriptor() ([]byte, []int) {
+	return file_pods_v1_progress_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetReminderRequest) GetPodId() string {
+	if x != nil {
+		return x.PodId
+	}
+	return ""
+}
+
+func (x *SetReminderRequest) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+type SetReminderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reminder time now in effect, HH:MM.
+	Time          string `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetReminderResponse) Reset() {
+	*x = SetReminderResponse{}
+	mi := &file_pods_v1_progress_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReminderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReminderResponse) ProtoMessage() {}
+
+func (x *SetReminderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pods_v1_progress_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReminderResponse.ProtoReflect.Descriptor instead.
+func (*SetReminderResponse) Descriptor() ([]byte, []int) {
+	return file_pods_v1_progress_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetReminderResponse) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
 var File_pods_v1_progress_proto protoreflect.FileDescriptor
 
 const file_pods_v1_progress_proto_rawDesc = "" +
@@ -459,16 +566,23 @@ const file_pods_v1_progress_proto_rawDesc = "" +
 	"\bcheck_in\x18\x01 \x01(\v2\x10.pods.v1.CheckInR\acheckIn\x12'\n" +
 	"\x06streak\x18\x02 \x01(\v2\x0f.pods.v1.StreakR\x06streak\"+\n" +
 	"\x12GetProgressRequest\x12\x15\n" +
-	"\x06pod_id\x18\x01 \x01(\tR\x05podId\"|\n" +
+	"\x06pod_id\x18\x01 \x01(\tR\x05podId\"\xa1\x01\n" +
 	"\x0eMemberProgress\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12'\n" +
 	"\x06streak\x18\x02 \x01(\v2\x0f.pods.v1.StreakR\x06streak\x12(\n" +
-	"\x06recent\x18\x03 \x03(\v2\x10.pods.v1.CheckInR\x06recent\"H\n" +
+	"\x06recent\x18\x03 \x03(\v2\x10.pods.v1.CheckInR\x06recent\x12#\n" +
+	"\rreminder_time\x18\x04 \x01(\tR\freminderTime\"H\n" +
 	"\x13GetProgressResponse\x121\n" +
-	"\amembers\x18\x01 \x03(\v2\x17.pods.v1.MemberProgressR\amembers2\x99\x01\n" +
+	"\amembers\x18\x01 \x03(\v2\x17.pods.v1.MemberProgressR\amembers\"?\n" +
+	"\x12SetReminderRequest\x12\x15\n" +
+	"\x06pod_id\x18\x01 \x01(\tR\x05podId\x12\x12\n" +
+	"\x04time\x18\x02 \x01(\tR\x04time\")\n" +
+	"\x13SetReminderResponse\x12\x12\n" +
+	"\x04time\x18\x01 \x01(\tR\x04time2\xe3\x01\n" +
 	"\x0fProgressService\x12<\n" +
 	"\aCheckIn\x12\x17.pods.v1.CheckInRequest\x1a\x18.pods.v1.CheckInResponse\x12H\n" +
-	"\vGetProgress\x12\x1b.pods.v1.GetProgressRequest\x1a\x1c.pods.v1.GetProgressResponseB\x8a\x01\n" +
+	"\vGetProgress\x12\x1b.pods.v1.GetProgressRequest\x1a\x1c.pods.v1.GetProgressResponse\x12H\n" +
+	"\vSetReminder\x12\x1b.pods.v1.SetReminderRequest\x1a\x1c.pods.v1.SetReminderResponseB\x8a\x01\n" +
 	"\vcom.pods.v1B\rProgressProtoP\x01Z/github.com/pods-dev/pods/rpc/gen/pods/v1;podsv1\xa2\x02\x03PXX\xaa\x02\aPods.V1\xca\x02\aPods\\V1\xe2\x02\x13Pods\\V1\\GPBMetadata\xea\x02\bPods::V1b\x06proto3"
 
 var (
@@ -483,7 +597,7 @@ func file_pods_v1_progress_proto_rawDescGZIP() []byte {
 	return file_pods_v1_progress_proto_rawDescData
 }
 
-var file_pods_v1_progress_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_pods_v1_progress_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pods_v1_progress_proto_goTypes = []any{
 	(*CheckIn)(nil),               // 0: pods.v1.CheckIn
 	(*Streak)(nil),                // 1: pods.v1.Streak
@@ -492,10 +606,12 @@ var file_pods_v1_progress_proto_goTypes = []any{
 	(*GetProgressRequest)(nil),    // 4: pods.v1.GetProgressRequest
 	(*MemberProgress)(nil),        // 5: pods.v1.MemberProgress
 	(*GetProgressResponse)(nil),   // 6: pods.v1.GetProgressResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*SetReminderRequest)(nil),    // 7: pods.v1.SetReminderRequest
+	(*SetReminderResponse)(nil),   // 8: pods.v1.SetReminderResponse
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_pods_v1_progress_proto_depIdxs = []int32{
-	7, // 0: pods.v1.CheckIn.updated_at:type_name -> google.protobuf.Timestamp
+	9, // 0: pods.v1.CheckIn.updated_at:type_name -> google.protobuf.Timestamp
 	0, // 1: pods.v1.CheckInResponse.check_in:type_name -> pods.v1.CheckIn
 	1, // 2: pods.v1.CheckInResponse.streak:type_name -> pods.v1.Streak
 	1, // 3: pods.v1.MemberProgress.streak:type_name -> pods.v1.Streak
@@ -503,10 +619,12 @@ var file_pods_v1_progress_proto_depIdxs = []int32{
 	5, // 5: pods.v1.GetProgressResponse.members:type_name -> pods.v1.MemberProgress
 	2, // 6: pods.v1.ProgressService.CheckIn:input_type -> pods.v1.CheckInRequest
 	4, // 7: pods.v1.ProgressService.GetProgress:input_type -> pods.v1.GetProgressRequest
-	3, // 8: pods.v1.ProgressService.CheckIn:output_type -> pods.v1.CheckInResponse
-	6, // 9: pods.v1.ProgressService.GetProgress:output_type -> pods.v1.GetProgressResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
+	7, // 8: pods.v1.ProgressService.SetReminder:input_type -> pods.v1.SetReminderRequest
+	3, // 9: pods.v1.ProgressService.CheckIn:output_type -> pods.v1.CheckInResponse
+	6, // 10: pods.v1.ProgressService.GetProgress:output_type -> pods.v1.GetProgressResponse
+	8, // 11: pods.v1.ProgressService.SetReminder:output_type -> pods.v1.SetReminderResponse
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
 	6, // [6:6] is the sub-list for extension type_name
 	6, // [6:6] is the sub-list for extension extendee
 	0, // [0:6] is the sub-list for field type_name
@@ -523,7 +641,7 @@ func file_pods_v1_progress_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pods_v1_progress_proto_rawDesc), len(file_pods_v1_progress_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

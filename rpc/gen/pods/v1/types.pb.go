@@ -236,8 +236,10 @@ type Pod struct {
 	// Members in the order they joined, the coach included.
 	Members []*Member `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
 	// The owner's user id.
-	OwnerId       string                 `protobuf:"bytes,7,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	OwnerId   string                 `protobuf:"bytes,7,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Whether the coach speaks in this pod (PodService.SetCoach).
+	CoachEnabled  bool `protobuf:"varint,9,opt,name=coach_enabled,json=coachEnabled,proto3" json:"coach_enabled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +328,13 @@ func (x *Pod) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *Pod) GetCoachEnabled() bool {
+	if x != nil {
+		return x.CoachEnabled
+	}
+	return false
 }
 
 // A pod as seen by one member: with that member's unread count and the pod's
@@ -604,7 +613,7 @@ const file_pods_v1_types_proto_rawDesc = "" +
 	"\x06Member\x12!\n" +
 	"\x04user\x18\x01 \x01(\v2\r.pods.v1.UserR\x04user\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.pods.v1.MemberRoleR\x04role\x127\n" +
-	"\tjoined_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xfd\x01\n" +
+	"\tjoined_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xa2\x02\n" +
 	"\x03Pod\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -615,7 +624,8 @@ const file_pods_v1_types_proto_rawDesc = "" +
 	"\amembers\x18\x06 \x03(\v2\x0f.pods.v1.MemberR\amembers\x12\x19\n" +
 	"\bowner_id\x18\a \x01(\tR\aownerId\x129\n" +
 	"\n" +
-	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xad\x01\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
+	"\rcoach_enabled\x18\t \x01(\bR\fcoachEnabled\"\xad\x01\n" +
 	"\n" +
 	"PodSummary\x12\x1e\n" +
 	"\x03pod\x18\x01 \x01(\v2\f.pods.v1.PodR\x03pod\x12!\n" +

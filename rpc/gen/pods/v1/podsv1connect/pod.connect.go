@@ -43,6 +43,8 @@ const (
 	PodServiceDeletePodProcedure = "/pods.v1.PodService/DeletePod"
 	// PodServiceListPodsProcedure is the fully-qualified name of the PodService's ListPods RPC.
 	PodServiceListPodsProcedure = "/pods.v1.PodService/ListPods"
+	// PodServiceSetCoachProcedure is the fully-qualified name of the PodService's SetCoach RPC.
+	PodServiceSetCoachProcedure = "/pods.v1.PodService/SetCoach"
 )
 
 // PodServiceClient is a client for the pods.v1.PodService service.
@@ -63,6 +65,10 @@ type PodServiceClient interface {
 	DeletePod(context.Context, *connect.Request[v1.DeletePodRequest]) (*connect.Response[v1.DeletePodResponse], error)
 	// ListPods lists the caller's pods, oldest membership first.
 	ListPods(context.Context, *connect.Request[v1.ListPodsRequest]) (*connect.Response[v1.ListPodsResponse], error)
+	// SetCoach switches the pod's coach on or off. Owner only
+	// (`permission_denied`). The coach stays a member either way; switched
+	// off, it never speaks in the pod.
+	SetCoach(context.Context, *connect.Request[v1.SetCoachRequest]) (*connect.Response[v1.SetCoachResponse], error)
 }
 
 // NewPodServiceClient constructs a client for the pods.v1.PodService service. By default, it uses
@@ -106,6 +112,12 @@ func NewPodServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(podServiceMethods.ByName("ListPods")),
 			connect.WithClientOptions(opts...),
 		),
+		setCoach: connect.NewClient[v1.SetCoachRequest, v1.SetCoachResponse](
+			httpClient,
+			baseURL+PodServiceSetCoachProcedure,
+			connect.WithSchema(podServiceMethods.ByName("SetCoach")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -116,6 +128,7 @@ type podServiceClient struct {
 	leavePod  *connect.Client[v1.LeavePodRequest, v1.LeavePodResponse]
 	deletePod *connect.Client[v1.DeletePodRequest, v1.DeletePodResponse]
 	listPods  *connect.Client[v1.ListPodsRequest, v1.ListPodsResponse]
+	setCoach  *connect.Client[v1.SetCoachRequest, v1.SetCoachResponse]
 }
 
 // CreatePod calls pods.v1.PodService.CreatePod.
@@ -143,6 +156,11 @@ func (c *podServiceClient) ListPods(ctx context.Context, req *connect.Request[v1
 	return c.listPods.CallUnary(ctx, req)
 }
 
+// SetCoach calls pods.v1.PodService.SetCoach.
+func (c *podServiceClient) SetCoach(ctx context.Context, req *connect.Request[v1.SetCoachRequest]) (*connect.Response[v1.SetCoachResponse], error) {
+	return c.setCoach.CallUnary(ctx, req)
+}
+
 // PodServiceHandler is an implementation of the pods.v1.PodService service.
 type PodServiceHandler interface {
 	// CreatePod creates a pod with the caller as its owner and first member.
@@ -161,6 +179,10 @@ type PodServiceHandler interface {
 	DeletePod(context.Context, *connect.Request[v1.DeletePodRequest]) (*connect.Response[v1.DeletePodResponse], error)
 	// ListPods lists the caller's pods, oldest membership first.
 	ListPods(context.Context, *connect.Request[v1.ListPodsRequest]) (*connect.Response[v1.ListPodsResponse], error)
+	// SetCoach switches the pod's coach on or off. Owner only
+	// (`permission_denied`). The coach stays a member either way; switched
+	// off, it never speaks in the pod.
+	SetCoach(context.Context, *connect.Request[v1.SetCoachRequest]) (*connect.Response[v1.SetCoachResponse], error)
 }
 
 // NewPodServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -200,6 +222,12 @@ func NewPodServiceHandler(svc PodServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(podServiceMethods.ByName("ListPods")),
 		connect.WithHandlerOptions(opts...),
 	)
+	podServiceSetCoachHandler := connect.NewUnaryHandler(
+		PodServiceSetCoachProcedure,
+		svc.SetCoach,
+		connect.WithSchema(podServiceMethods.ByName("SetCoach")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pods.v1.PodService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PodServiceCreatePodProcedure:
@@ -212,6 +240,8 @@ func NewPodServiceHandler(svc PodServiceHandler, opts ...connect.HandlerOption) 
 			podServiceDeletePodHandler.ServeHTTP(w, r)
 		case PodServiceListPodsProcedure:
 			podServiceListPodsHandler.ServeHTTP(w, r)
+		case PodServiceSetCoachProcedure:
+			podServiceSetCoachHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -239,4 +269,8 @@ func (UnimplementedPodServiceHandler) DeletePod(context.Context, *connect.Reques
 
 func (UnimplementedPodServiceHandler) ListPods(context.Context, *connect.Request[v1.ListPodsRequest]) (*connect.Response[v1.ListPodsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pods.v1.PodService.ListPods is not implemented"))
+}
+
+func (UnimplementedPodServiceHandler) SetCoach(context.Context, *connect.Request[v1.SetCoachRequest]) (*connect.Response[v1.SetCoachResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pods.v1.PodService.SetCoach is not implemented"))
 }

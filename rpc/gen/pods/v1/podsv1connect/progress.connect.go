@@ -38,6 +38,9 @@ const (
 	// ProgressServiceGetProgressProcedure is the fully-qualified name of the ProgressService's
 	// GetProgress RPC.
 	ProgressServiceGetProgressProcedure = "/pods.v1.ProgressService/GetProgress"
+	// ProgressServiceSetReminderProcedure is the fully-qualified name of the ProgressService's
+	// SetReminder RPC.
+	ProgressServiceSetReminderProcedure = "/pods.v1.ProgressService/SetReminder"
 )
 
 // ProgressServiceClient is a client for the pods.v1.ProgressService service.
@@ -48,6 +51,11 @@ type ProgressServiceClient interface {
 	CheckIn(context.Context, *connect.Request[v1.CheckInRequest]) (*connect.Response[v1.CheckInResponse], error)
 	// GetProgress gives every member of the pod their streaks and last 30 days.
 	GetProgress(context.Context, *connect.Request[v1.GetProgressRequest]) (*connect.Response[v1.GetProgressResponse], error)
+	// SetReminder sets the caller's reminder time in a pod. Every day, once
+	// that local time has come, the coach reminds the member in the pod if
+	// they have not checked in that day. The default is 20:00. A malformed
+	// time: `invalid_argument`; not a member: `not_found`.
+	SetReminder(context.Context, *connect.Request[v1.SetReminderRequest]) (*connect.Response[v1.SetReminderResponse], error)
 }
 
 // NewProgressServiceClient constructs a client for the pods.v1.ProgressService service. By default,
@@ -73,6 +81,12 @@ func NewProgressServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(progressServiceMethods.ByName("GetProgress")),
 			connect.WithClientOptions(opts...),
 		),
+		setReminder: connect.NewClient[v1.SetReminderRequest, v1.SetReminderResponse](
+			httpClient,
+			baseURL+ProgressServiceSetReminderProcedure,
+			connect.WithSchema(progressServiceMethods.ByName("SetReminder")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -80,6 +94,7 @@ func NewProgressServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 type progressServiceClient struct {
 	checkIn     *connect.Client[v1.CheckInRequest, v1.CheckInResponse]
 	getProgress *connect.Client[v1.GetProgressRequest, v1.GetProgressResponse]
+	setReminder *connect.Client[v1.SetReminderRequest, v1.SetReminderResponse]
 }
 
 // CheckIn calls pods.v1.ProgressService.CheckIn.
@@ -92,6 +107,11 @@ func (c *progressServiceClient) GetProgress(ctx context.Context, req *connect.Re
 	return c.getProgress.CallUnary(ctx, req)
 }
 
+// SetReminder calls pods.v1.ProgressService.SetReminder.
+func (c *progressServiceClient) SetReminder(ctx context.Context, req *connect.Request[v1.SetReminderRequest]) (*connect.Response[v1.SetReminderResponse], error) {
+	return c.setReminder.CallUnary(ctx, req)
+}
+
 // ProgressServiceHandler is an implementation of the pods.v1.ProgressService service.
 type ProgressServiceHandler interface {
 	// CheckIn records the caller's check-in for one local date. Repeating it
@@ -100,6 +120,11 @@ type ProgressServiceHandler interface {
 	CheckIn(context.Context, *connect.Request[v1.CheckInRequest]) (*connect.Response[v1.CheckInResponse], error)
 	// GetProgress gives every member of the pod their streaks and last 30 days.
 	GetProgress(context.Context, *connect.Request[v1.GetProgressRequest]) (*connect.Response[v1.GetProgressResponse], error)
+	// SetReminder sets the caller's reminder time in a pod. Every day, once
+	// that local time has come, the coach reminds the member in the pod if
+	// they have not checked in that day. The default is 20:00. A malformed
+	// time: `invalid_argument`; not a member: `not_found`.
+	SetReminder(context.Context, *connect.Request[v1.SetReminderRequest]) (*connect.Response[v1.SetReminderResponse], error)
 }
 
 // NewProgressServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -121,12 +146,20 @@ func NewProgressServiceHandler(svc ProgressServiceHandler, opts ...connect.Handl
 		connect.WithSchema(progressServiceMethods.ByName("GetProgress")),
 		connect.WithHandlerOptions(opts...),
 	)
+	progressServiceSetReminderHandler := connect.NewUnaryHandler(
+		ProgressServiceSetReminderProcedure,
+		svc.SetReminder,
+		connect.WithSchema(progressServiceMethods.ByName("SetReminder")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/pods.v1.ProgressService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ProgressServiceCheckInProcedure:
 			progressServiceCheckInHandler.ServeHTTP(w, r)
 		case ProgressServiceGetProgressProcedure:
 			progressServiceGetProgressHandler.ServeHTTP(w, r)
+		case ProgressServiceSetReminderProcedure:
+			progressServiceSetReminderHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -142,4 +175,8 @@ func (UnimplementedProgressServiceHandler) CheckIn(context.Context, *connect.Req
 
 func (UnimplementedProgressServiceHandler) GetProgress(context.Context, *connect.Request[v1.GetProgressRequest]) (*connect.Response[v1.GetProgressResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pods.v1.ProgressService.GetProgress is not implemented"))
+}
+
+func (UnimplementedProgressServiceHandler) SetReminder(context.Context, *connect.Request[v1.SetReminderRequest]) (*connect.Response[v1.SetReminderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("pods.v1.ProgressService.SetReminder is not implemented"))
 }

@@ -1,0 +1,35 @@
+package db
+
+import (
+	"context"
+	"fmt"
+)
+
+// EventsPublication is the publication of the event log's inserts.
+const EventsPublication = "pods_events"
+
+// UseNotify turns the event log's NOTIFY trigger on or off. With the
+// logical-replication change source it is off, so writers never take the
+// notification queue's lock; every node on a database must use the same
+// source.
+func UseNotify(ctx context.Context, q Querier, on bool) error {
+	action := "DISABLE"
+	if on {
+		action = "ENABLE"
+	}
+	_, err := q.Exec(ctx, `ALTER TABLE events `+action+` TRIGGER events_notify`)
+	return translate(err, "switching the events trigger")
+}
+
+// CheckLogicalReplication returns an error saying what to change if the
+// server cannot stream logical replication.
+func CheckLogicalReplication(ctx context.Context, q Querier) error {
+	var level string
+	if err := q.QueryRow(ctx, `SHOW wal_level`).Scan(&level); err != nil {
+		return translate(err, "reading wal_level")
+	}
+	if level != "logical" {
+		return fmt.Errorf("the wal change source needs wal_level = logical, but the server has %q: set it in postgresql.conf and restart the server, or use --change-source=notify", level)
+	}
+	return nil
+}

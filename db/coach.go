@@ -1,0 +1,285 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CoachUserID is the id of the coach, the bot member of every pod.
+const CoachUserID = "c0ac0000-0000-4000-8000-000000000001"
+
+// EventCoachIntervened is the event kind of a coach intervention.
+const EventCoachIntervened = "coach_intervened"
+
+// Coach job kinds, which are also the triggers of interventions.
+const (
+	JobQuiet    = "quiet"
+	JobConflict = "conflict"
+	JobReminder = "reminder"
+)
+
+// CoachLock runs fn in a transaction holding the coach scheduler's lock,
+// or not at all (returning false) if another node holds it.
+func CoachLock(ctx context.Context, pool *Pool, fn func(tx Tx) error) (bool, error) {
+	var locked bool
+	err := InTx(ctx, pool, func(tx Tx) error {
+		err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.coach_scheduler'))`).Scan(&locked)
+		if err != nil || !locked {
+			return err
+		}
+		return fn(tx)
+	})
+	return locked, translate(err, "scheduling coach jobs")
+}
+
+// EnqueueQuietJobs adds a quiet job for every pod with the coach on where
+// no member has written since quietAfter before now. The job key names the
+// last message, so a pod gets one nudge per quiet spell.
+func EnqueueQuietJobs(ctx context.Context, q Querier, now time.Time, quietAfter time.Duration) (int64, error) {
+	tag, err := q.Exec(ctx, `
+		INSERT INTO coach_jobs (key, pod_id, kind, run_at)
+		SELECT 'quiet:' || p.id || ':' || coalesce(last.seq, 0), p.id, 'quiet', $1::timestamptz
+		FROM pods p
+		LEFT JOIN LATERAL (
+			SELECT m.seq, m.created_at FROM messages m
+			WHERE m.pod_id = p.id AND m.author_id <> $3 ORDER BY m.seq DESC LIMIT 1
+		) last ON true
+		WHERE p.coach_enabled AND coalesce(last.created_at, p.created_at) < $1::timestamptz - $2::interval
+		ON CONFLICT (key) DO NOTHING`, now, quietAfter, CoachUserID)
+	return tag.RowsAffected(), translate(err, "enqueueing quiet jobs")
+}
+
+// EnqueueReminderJobs adds a reminder job for every member, of a pod with
+// the coach on, whose local time (in their own time zone) is past their
+// reminder time and who has not checked in for their local date. The key
+// names the local date: one reminder per member, pod and day.
+func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, error) {
+	tag, err := q.Exec(ctx, `
+		INSERT INTO coach_jobs (key, pod_id, kind, payload, run_at)
+		SELECT 'reminder:' || m.pod_id || ':' || m.user_id || ':' || local.day, m.pod_id, 'reminder',
+		       jsonb_build_object('user_id', m.user_id, 'date', local.day::text), $1
+		FROM memberships m
+		JOIN users u ON u.id = m.user_id
+		JOIN pods p ON p.id = m.pod_id AND p.coach_enabled
+		CROSS JOIN LATERAL (SELECT ($1::timestamptz AT TIME ZONE u.timezone) AS at) t
+		CROSS JOIN LATERAL (SELECT t.at::date AS day) local
+		WHERE m.role <> 'coach' AND t.at::time >= m.reminder_time
+		  AND NOT EXISTS (SELECT 1 FROM check_ins c
+		                  WHERE c.pod_id = m.pod_id AND c.user_id = m.user_id AND c.date = local.day AND c.done)
+		ON CONFLICT (key) DO NOTHING`, now)
+	return tag.RowsAffected(), translate(err, "enqueueing reminder jobs")
+}
+
+// UnscoredMessage is a recent message the hostility scorer has not seen.
+type UnscoredMessage struct {
+	ID, PodID, Body string
+	CreatedAt       time.Time
+}
+
+// UnscoredMessages returns up to limit messages written since since by
+// members (not the coach), not flagged humor and not scored yet, oldest
+// first.
+func UnscoredMessages(ctx context.Context, q Querier, since time.Time, limit int) ([]UnscoredMessage, error) {
+	rows, err := q.Query(ctx, `
+		SELECT m.id, m.pod_id, m.body, m.created_at FROM messages m
+		WHERE m.created_at > $1 AND m.author_id <> $2 AND NOT m.humor
+		  AND NOT EXISTS (SELECT 1 FROM message_scores s WHERE s.message_id = m.id)
+		ORDER BY m.created_at LIMIT $3`, since, CoachUserID, limit)
+	if err != nil {
+		return nil, translate(err, "reading unscored messages")
+	}
+	msgs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[UnscoredMessage])
+	return msgs, translate(err, "reading unscored messages")
+}
+
+// MessageScore is the hostility score of one message.
+type MessageScore struct {
+	MessageID string  `json:"message_id"`
+	Compound  float64 `json:"compound"`
+	Hostility float64 `json:"hostility"`
+	Hostile   bool    `json:"hostile"`
+}
+
+// SaveScores stores scores of messages read by UnscoredMessages.
+func SaveScores(ctx context.Context, q Querier, msgs []UnscoredMessage, scores []MessageScore) error {
+	for i, m := range msgs {
+		s := scores[i]
+		if _, err := q.Exec(ctx, `
+			INSERT INTO message_scores (message_id, pod_id, compound, hostility, hostile, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			m.ID, m.PodID, s.Compound, s.Hostility, s.Hostile, m.CreatedAt); err != nil {
+			return translate(err, "saving score")
+		}
+	}
+	return nil
+}
+
+// RecentScores returns the scores of a pod's last n scored messages
+// written since since, newest first. Messages deleted since are gone.
+func RecentScores(ctx context.Context, q Querier, podID string, since time.Time, n int) ([]MessageScore, error) {
+	rows, err := q.Query(ctx, `
+		SELECT message_id, compound, hostility, hostile FROM message_scores
+		WHERE pod_id = $1 AND created_at > $2 ORDER BY created_at DESC LIMIT $3`, podID, since, n)
+	if err != nil {
+		return nil, translate(err, "reading scores")
+	}
+	scores, err := pgx.CollectRows(rows, pgx.RowToStructByPos[MessageScore])
+	return scores, translate(err, "reading scores")
+}
+
+// EnqueueConflictJob adds a conflict job for a pod, keyed by the message
+// that completed the hostile run, unless the pod had one since
+// cooldownSince or its coach is off.
+func EnqueueConflictJob(ctx context.Context, q Querier, podID string, now, cooldownSince time.Time, scores []MessageScore) (bool, error) {
+	payload, err := json.Marshal(map[string]any{"scores": scores})
+	if err != nil {
+		return false, err
+	}
+	tag, err := q.Exec(ctx, `
+		INSERT INTO coach_jobs (key, pod_id, kind, payload, run_at)
+		SELECT 'conflict:' || $1::uuid || ':' || $2, $1, 'conflict', $3, $4
+		FROM pods p WHERE p.id = $1 AND p.coach_enabled
+		  AND NOT EXISTS (SELECT 1 FROM coach_jobs j WHERE j.pod_id = $1 AND j.kind = 'conflict' AND j.run_at > $5)
+		ON CONFLICT (key) DO NOTHING`, podID, scores[0].MessageID, payload, now, cooldownSince)
+	return tag.RowsAffected() == 1, translate(err, "enqueueing conflict job")
+}
+
+// CoachJob is a claimed job.
+type CoachJob struct {
+	ID       int64
+	Key      string
+	PodID    string
+	Kind     string
+	Payload  []byte
+	Attempts int
+}
+
+// ClaimCoachJobs locks up to limit due jobs for lease, skipping jobs other
+// workers hold, and counts the attempt.
+func ClaimCoachJobs(ctx context.Context, q Querier, now time.Time, lease time.Duration, limit int) ([]CoachJob, error) {
+	rows, err := q.Query(ctx, `
+		UPDATE coach_jobs j SET locked_until = $1 + $2::interval, attempts = attempts + 1
+		WHERE id IN (
+			SELECT id FROM coach_jobs
+			WHERE done_at IS NULL AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
+			ORDER BY run_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING id, key, pod_id, kind, payload, attempts`, now, lease, limit)
+	if err != nil {
+		return nil, translate(err, "claiming coach jobs")
+	}
+	jobs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CoachJob])
+	return jobs, translate(err, "claiming coach jobs")
+}
+
+// CoachJobFailed records a failed attempt: the job runs again after
+// retryAt, or never if it has used its attempts.
+func CoachJobFailed(ctx context.Context, q Querier, id int64, cause error, retryAt time.Time, final bool) error {
+	_, err := q.Exec(ctx, `
+		UPDATE coach_jobs SET last_error = $2, locked_until = $3,
+			done_at = CASE WHEN $4 THEN now() END
+		WHERE id = $1`, id, cause.Error(), retryAt, final)
+	return translate(err, "recording job failure")
+}
+
+// Intervention is what the coach said for a job and how.
+type Intervention struct {
+	Job       CoachJob
+	Body      string
+	Source    string // "model" or "offline"
+	LatencyMS int
+	Scores    []byte // JSON, for conflicts
+}
+
+// Intervene posts the coach's message for a job, with its coachIntervened
+// event and its record, and completes the job, all in one transaction. The
+// message's idempotency key comes from the job key, so a job posts once
+// however often it runs.
+func Intervene(ctx context.Context, pool *Pool, iv Intervention, idempotencyKey string) (Message, error) {
+	var msg Message
+	err := InTx(ctx, pool, func(tx Tx) error {
+		var err error
+		msg, err = MessageSend(ctx, tx, MessageSendParams{
+			PodID: iv.Job.PodID, AuthorID: CoachUserID, IdempotencyKey: idempotencyKey, Body: iv.Body,
+		})
+		if errors.Is(err, ErrIdempotencyMismatch) {
+			// An earlier run posted another text: that one stands.
+			msg, err = messageByKey(ctx, tx, CoachUserID, idempotencyKey)
+		}
+		if err != nil {
+			return err
+		}
+		var recorded bool
+		err = tx.QueryRow(ctx, `
+			WITH rec AS (
+				INSERT INTO coach_interventions (job_key, pod_id, trigger, message_id, scores, source, latency_ms)
+				VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (job_key) DO NOTHING RETURNING 1)
+			SELECT EXISTS (SELECT 1 FROM rec)`,
+			iv.Job.Key, iv.Job.PodID, iv.Job.Kind, msg.ID, iv.Scores, iv.Source, iv.LatencyMS).Scan(&recorded)
+		if err != nil {
+			return translate(err, "recording intervention")
+		}
+		if recorded {
+			if _, err := tx.Exec(ctx, `SELECT pods_emit($1, $2, $3, $4, jsonb_build_object('message_id', $3::uuid, 'trigger', $5::text))`,
+				iv.Job.PodID, EventCoachIntervened, msg.ID, CoachUserID, iv.Job.Kind); err != nil {
+				return translate(err, "emitting coachIntervened")
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE coach_jobs SET done_at = now(), last_error = NULL WHERE id = $1`, iv.Job.ID)
+		return translate(err, "completing job")
+	})
+	return msg, err
+}
+
+func messageByKey(ctx context.Context, q Querier, authorID, key string) (Message, error) {
+	m, err := scanMessage(q.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages
+		WHERE author_id = $1 AND idempotency_key = $2`, authorID, key))
+	return m, translate(err, "finding message by idempotency key")
+}
+
+// CoachContext is what the coach knows of a pod when it speaks.
+type CoachContext struct {
+	PodName, Habit string
+	// The last messages, oldest first, with their authors' names.
+	Recent []ContextMessage
+}
+
+// ContextMessage is one line of recent conversation.
+type ContextMessage struct {
+	Author string
+	Coach  bool
+	Body   string
+}
+
+// LoadCoachContext reads a pod's habit and its last n messages.
+func LoadCoachContext(ctx context.Context, q Querier, podID string, n int) (CoachContext, error) {
+	var c CoachContext
+	if err := q.QueryRow(ctx, `SELECT name, habit FROM pods WHERE id = $1`, podID).Scan(&c.PodName, &c.Habit); err != nil {
+		return c, translate(err, "reading pod")
+	}
+	rows, err := q.Query(ctx, `
+		SELECT * FROM (
+			SELECT u.display_name, u.coach, m.body, m.seq FROM messages m JOIN users u ON u.id = m.author_id
+			WHERE m.pod_id = $1 ORDER BY m.seq DESC LIMIT $2) last
+		ORDER BY seq`, podID, n)
+	if err != nil {
+		return c, translate(err, "reading recent messages")
+	}
+	var seq int64
+	var line ContextMessage
+	_, err = pgx.ForEachRow(rows, []any{&line.Author, &line.Coach, &line.Body, &seq}, func() error {
+		c.Recent = append(c.Recent, line)
+		return nil
+	})
+	return c, translate(err, "reading recent messages")
+}
+
+// DisplayName returns a user's display name.
+func DisplayName(ctx context.Context, q Querier, userID string) (string, error) {
+	var name string
+	err := q.QueryRow(ctx, `SELECT display_name FROM users WHERE id = $1`, userID).Scan(&name)
+	return name, translate(err, "reading display name")
+}

@@ -1,0 +1,237 @@
+// Package moderator is the coach: the AI member of every pod. It nudges a
+// pod that has gone quiet, calms a conflict, and reminds members who have
+// not checked in by their reminder time.
+//
+// Triggers are found by a scheduler that every node runs and one node at a
+// time holds (an advisory lock): quiet pods, members past their local
+// reminder time, and hostile runs among the recent messages, which it
+// scores locally (Scorer) — messages flagged humor are never scored. Each
+// trigger becomes a row in coach_jobs whose key names the trigger, so it is
+// one job however many nodes see it. Workers on every node claim due jobs
+// with FOR UPDATE SKIP LOCKED, ask the model (or the offline templates) for
+// the text, and post it through the normal message path with an
+// idempotency key derived from the job key, together with the
+// coachIntervened event, the intervention record and the job's completion,
+// in one transaction: a job posts exactly once, across retries, nodes and
+// restarts.
+package moderator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pods-dev/pods/db"
+)
+
+// Config configures the coach.
+type Config struct {
+	Pool   *db.Pool
+	Logger *slog.Logger
+	// Model writes the messages; nil means the offline templates only.
+	Model Responder
+	// QuietAfter is how long a pod may be silent before a nudge.
+	// Default 2 h.
+	QuietAfter time.Duration
+	// ConflictWindow is how far back hostile messages count. Default 10 min.
+	ConflictWindow time.Duration
+	// A conflict is at least ConflictHostile hostile messages among the
+	// pod's last ConflictOf scored ones in the window, the newest hostile.
+	// Defaults 3 and 5.
+	ConflictHostile, ConflictOf int
+	// Cooldown is the least time between two conflict interventions in a
+	// pod. Default 15 min.
+	Cooldown time.Duration
+	// Tick is how often each node schedules and works. Default 1 s.
+	Tick time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Coach finds triggers and speaks.
+type Coach struct {
+	cfg    Config
+	log    *slog.Logger
+	scorer *Scorer
+}
+
+// Job attempts before a job is given up.
+const maxAttempts = 5
+
+// New returns a coach for cfg.
+func New(cfg Config) *Coach {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.QuietAfter == 0 {
+		cfg.QuietAfter = 2 * time.Hour
+	}
+	if cfg.ConflictWindow == 0 {
+		cfg.ConflictWindow = 10 * time.Minute
+	}
+	if cfg.ConflictHostile == 0 {
+		cfg.ConflictHostile, cfg.ConflictOf = 3, 5
+	}
+	if cfg.Cooldown == 0 {
+		cfg.Cooldown = 15 * time.Minute
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Model == nil {
+		cfg.Logger.Info("coach: no model configured; answering offline from templates")
+	}
+	return &Coach{cfg: cfg, log: cfg.Logger, scorer: NewScorer()}
+}
+
+// Run schedules and works jobs every tick until ctx ends.
+func (c *Coach) Run(ctx context.Context) {
+	tick := time.NewTicker(c.cfg.Tick)
+	defer tick.Stop()
+	for {
+		if err := c.Step(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("coach: step failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Step schedules new jobs (if no other node is scheduling) and works the
+// due ones.
+func (c *Coach) Step(ctx context.Context) error {
+	if err := c.schedule(ctx); err != nil {
+		return err
+	}
+	return c.work(ctx)
+}
+
+// schedule turns triggers into jobs.
+func (c *Coach) schedule(ctx context.Context) error {
+	now := c.cfg.Now()
+	_, err := db.CoachLock(ctx, c.cfg.Pool, func(tx db.Tx) error {
+		if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
+			return err
+		}
+		if _, err := db.EnqueueReminderJobs(ctx, tx, now); err != nil {
+			return err
+		}
+		return c.findConflicts(ctx, tx, now)
+	})
+	return err
+}
+
+// findConflicts scores the recent messages not scored yet and enqueues a
+// conflict job for each pod whose last messages turned hostile.
+func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) error {
+	since := now.Add(-c.cfg.ConflictWindow)
+	msgs, err := db.UnscoredMessages(ctx, tx, since, 500)
+	if err != nil || len(msgs) == 0 {
+		return err
+	}
+	scores := make([]db.MessageScore, len(msgs))
+	hostilePods := make(map[string]bool)
+	for i, m := range msgs {
+		compound, hostility := c.scorer.Score(m.Body)
+		scores[i] = db.MessageScore{MessageID: m.ID, Compound: compound, Hostility: hostility, Hostile: hostility >= HostileThreshold}
+		if scores[i].Hostile {
+			hostilePods[m.PodID] = true
+		}
+	}
+	if err := db.SaveScores(ctx, tx, msgs, scores); err != nil {
+		return err
+	}
+	for podID := range hostilePods {
+		recent, err := db.RecentScores(ctx, tx, podID, since, c.cfg.ConflictOf)
+		if err != nil {
+			return err
+		}
+		hostile := 0
+		for _, s := range recent {
+			if s.Hostile {
+				hostile++
+			}
+		}
+		if len(recent) > 0 && recent[0].Hostile && hostile >= c.cfg.ConflictHostile {
+			if _, err := db.EnqueueConflictJob(ctx, tx, podID, now, now.Add(-c.cfg.Cooldown), recent); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// work runs the due jobs this node can claim.
+func (c *Coach) work(ctx context.Context) error {
+	jobs, err := db.ClaimCoachJobs(ctx, c.cfg.Pool, c.cfg.Now(), time.Minute, 10)
+	if err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		if err := c.run(ctx, job); err != nil {
+			final := job.Attempts >= maxAttempts || errors.Is(err, db.ErrNotFound)
+			retryAt := c.cfg.Now().Add(time.Duration(job.Attempts*job.Attempts) * 10 * time.Second)
+			c.log.Warn("coach: job failed", "job", job.Key, "attempt", job.Attempts, "final", final, "err", err)
+			if err := db.CoachJobFailed(ctx, c.cfg.Pool, job.ID, err, retryAt, final); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// run speaks for one job.
+func (c *Coach) run(ctx context.Context, job db.CoachJob) error {
+	pod, err := db.LoadCoachContext(ctx, c.cfg.Pool, job.PodID, 10)
+	if err != nil {
+		return err
+	}
+	req := Request{Trigger: job.Kind, Pod: pod}
+	var scores []byte
+	switch job.Kind {
+	case db.JobReminder:
+		var p struct {
+			UserID string `json:"user_id"`
+		}
+		if err := json.Unmarshal(job.Payload, &p); err != nil {
+			return fmt.Errorf("decoding reminder: %w", err)
+		}
+		if req.Member, err = db.DisplayName(ctx, c.cfg.Pool, p.UserID); err != nil {
+			return err
+		}
+	case db.JobConflict:
+		scores = job.Payload
+	}
+	start := time.Now()
+	text, source, err := respond(ctx, c.cfg.Model, c.log, req)
+	if err != nil {
+		return err
+	}
+	latency := time.Since(start)
+	msg, err := db.Intervene(ctx, c.cfg.Pool, db.Intervention{
+		Job: job, Body: text, Source: source, LatencyMS: int(latency.Milliseconds()), Scores: scores,
+	}, idempotencyKey(job.Key))
+	if err != nil {
+		return err
+	}
+	c.log.Info("coach: intervened", "pod", job.PodID, "trigger", job.Kind, "source", source,
+		"latency", latency, "message", msg.ID)
+	return nil
+}
+
+// idempotencyKey derives the coach message's key from the job's key.
+func idempotencyKey(jobKey string) string {
+	sum := sha256.Sum256([]byte(jobKey))
+	return "coach-" + hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,355 @@
+package moderator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/db/dbtest"
+	"github.com/pods-dev/pods/moderator"
+)
+
+func TestMain(m *testing.M) { dbtest.Main(m) }
+
+// world is a database with one pod of three members.
+type world struct {
+	t       *testing.T
+	d       *dbtest.Database
+	pod     db.Pod
+	members []db.User
+	sent    int
+}
+
+func newWorld(t *testing.T, timezone string) *world {
+	t.Helper()
+	w := &world{t: t, d: dbtest.New(t)}
+	ctx := context.Background()
+	for i, name := range []string{"Ana", "Ben", "Cleo"} {
+		u, err := db.UserInsert(ctx, w.d.Pool, db.UserInsertParams{
+			Handle: fmt.Sprintf("user%d", i), DisplayName: name, Timezone: timezone, PasswordHash: "x",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.members = append(w.members, u)
+	}
+	pod, err := db.PodCreate(ctx, w.d.Pool, db.PodCreateParams{Name: "Early birds", Habit: "waking up at 6", Capacity: 6, OwnerID: w.members[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range w.members[1:] {
+		if _, err := db.PodJoin(ctx, w.d.Pool, pod.InviteCode, u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.pod = pod
+	return w
+}
+
+func (w *world) say(member int, body string, humor bool) {
+	w.t.Helper()
+	w.sent++
+	_, err := db.MessageSend(context.Background(), w.d.Pool, db.MessageSendParams{
+		PodID: w.pod.ID, AuthorID: w.members[member].ID, IdempotencyKey: fmt.Sprint(w.sent), Body: body, Humor: humor,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *world) coach(cfg moderator.Config) *moderator.Coach {
+	cfg.Pool = w.d.Pool
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	return moderator.New(cfg)
+}
+
+func (w *world) step(c *moderator.Coach) {
+	w.t.Helper()
+	if err := c.Step(context.Background()); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// interventions returns the coach's messages of a trigger, oldest first,
+// checking that each came with its coachIntervened event and record.
+func (w *world) interventions(trigger string) []string {
+	w.t.Helper()
+	rows, err := w.d.Pool.Query(context.Background(), `
+		SELECT m.body, i.source, e.seq IS NOT NULL FROM coach_interventions i
+		JOIN messages m ON m.id = i.message_id AND m.author_id = $2
+		LEFT JOIN events e ON e.pod_id = i.pod_id AND e.kind = 'coach_intervened' AND e.message_id = m.id
+		WHERE i.pod_id = $1 AND i.trigger = $3 ORDER BY m.seq`, w.pod.ID, db.CoachUserID, trigger)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer rows.Close()
+	var bodies []string
+	for rows.Next() {
+		var body, source string
+		var event bool
+		if err := rows.Scan(&body, &source, &event); err != nil {
+			w.t.Fatal(err)
+		}
+		if !event {
+			w.t.Fatalf("intervention %q has no coachIntervened event", body)
+		}
+		bodies = append(bodies, source+": "+body)
+	}
+	return bodies
+}
+
+func (w *world) coachMessages() int {
+	var n int
+	w.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM messages WHERE author_id = $1`, db.CoachUserID).Scan(&n)
+	return n
+}
+
+func later(d time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Add(d) }
+}
+
+func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	w.say(1, "slept through the alarm again, ugh", false)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	c := w.coach(moderator.Config{QuietAfter: 2 * time.Hour, Now: func() time.Time { return clock() }})
+
+	w.step(c)
+	if got := w.interventions(db.JobQuiet); len(got) != 0 {
+		t.Fatalf("nudged a pod that is not quiet: %v", got)
+	}
+	clock = later(3 * time.Hour)
+	w.step(c)
+	w.step(c)
+	got := w.interventions(db.JobQuiet)
+	if len(got) != 1 {
+		t.Fatalf("%d nudges, want 1: %v", len(got), got)
+	}
+	if !strings.HasPrefix(got[0], "offline: ") || !strings.Contains(got[0], "waking up at 6") || !strings.Contains(got[0], "Ben") {
+		t.Fatalf("nudge %q does not refer to the habit and the conversation", got[0])
+	}
+	// The coach's own nudge does not end the quiet spell; a member does.
+	w.step(c)
+	if n := len(w.interventions(db.JobQuiet)); n != 1 {
+		t.Fatalf("%d nudges before anyone spoke", n)
+	}
+	w.say(2, "up at 6 today!", false)
+	w.step(c)
+	if n := len(w.interventions(db.JobQuiet)); n != 2 {
+		t.Fatalf("%d nudges after a new quiet spell, want 2", n)
+	}
+}
+
+func TestConflictGetsOneCalmIntervention(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	c := w.coach(moderator.Config{})
+	w.say(0, "morning all", false)
+	w.say(1, "you always lie about your check-ins, you fraud", false)
+	w.say(2, "whatever, you're pathetic", false)
+	w.step(c)
+	if n := len(w.interventions(db.JobConflict)); n != 0 {
+		t.Fatalf("intervened after two hostile messages: %d", n)
+	}
+	w.say(1, "shut up, nobody cares about your stupid excuses", false)
+	w.step(c)
+	w.step(c)
+	got := w.interventions(db.JobConflict)
+	if len(got) != 1 || !strings.Contains(got[0], "breath") {
+		t.Fatalf("interventions %v, want one calm one", got)
+	}
+	// More hostility within the cooldown: no pile-on.
+	for range 3 {
+		w.say(2, "you are an idiot and I hate this", false)
+	}
+	w.step(c)
+	if n := len(w.interventions(db.JobConflict)); n != 1 {
+		t.Fatalf("%d interventions within the cooldown", n)
+	}
+}
+
+func TestHumorNeverTriggersTheCoach(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	c := w.coach(moderator.Config{})
+	for range 5 {
+		w.say(1, "you are an idiot and I hate this", true)
+	}
+	w.step(c)
+	if n := w.coachMessages(); n != 0 {
+		t.Fatalf("the coach spoke %d times on humor", n)
+	}
+	var scored int
+	w.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM message_scores`).Scan(&scored)
+	if scored != 0 {
+		t.Fatalf("%d humor messages were scored", scored)
+	}
+}
+
+// fakeModel is an OpenAI-compatible chat completions endpoint.
+type fakeModel struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []map[string]any
+	failures atomic.Int64 // answer 500 while positive
+}
+
+func newFakeModel(t *testing.T, reply string) *fakeModel {
+	f := &fakeModel{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req map[string]any
+		json.Unmarshal(body, &req)
+		f.mu.Lock()
+		f.requests = append(f.requests, req)
+		f.mu.Unlock()
+		if r.URL.Path != "/v1/chat/completions" || r.Header.Get("Authorization") != "Bearer test-key" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		if f.failures.Add(-1) >= 0 {
+			http.Error(w, "overloaded", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`, reply)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeModel) llm(t *testing.T) *moderator.LLM {
+	llm, err := moderator.NewLLM(moderator.LLMConfig{
+		BaseURL: f.URL + "/v1", Model: "llama-3-test", APIKey: "test-key", Attempts: 2, Backoff: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return llm
+}
+
+func TestModelGetsTheRightRequest(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	model := newFakeModel(t, "How did waking up at 6 go today, everyone?")
+	w.say(1, "slept through the alarm again", false)
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour)})
+	w.step(c)
+	got := w.interventions(db.JobQuiet)
+	if len(got) != 1 || got[0] != "model: How did waking up at 6 go today, everyone?" {
+		t.Fatalf("interventions %v", got)
+	}
+	req := model.requests[0]
+	if req["temperature"] != 0.1 || req["max_tokens"] != float64(150) || req["model"] != "llama-3-test" {
+		t.Fatalf("request parameters: temperature %v, max_tokens %v, model %v", req["temperature"], req["max_tokens"], req["model"])
+	}
+	prompt, _ := json.Marshal(req["messages"])
+	for _, want := range []string{"waking up at 6", "Ben: slept through the alarm again", "system"} {
+		if !strings.Contains(string(prompt), want) {
+			t.Fatalf("prompt lacks %q: %s", want, prompt)
+		}
+	}
+}
+
+func TestModelDownMeansOfflineAnswer(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	model := newFakeModel(t, "unused")
+	model.failures.Store(1000)
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour)})
+	w.step(c)
+	got := w.interventions(db.JobQuiet)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "offline: ") {
+		t.Fatalf("interventions %v, want one offline answer", got)
+	}
+	if n := len(model.requests); n != 2 {
+		t.Fatalf("%d model calls, want 2 attempts", n)
+	}
+}
+
+func TestTwoWorkersInterveneOnce(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	for _, body := range []string{"you always lie about your check-ins, you fraud", "whatever, you're pathetic", "you are an idiot and I hate this"} {
+		w.say(1, body, false)
+	}
+	time.Sleep(10 * time.Millisecond)
+	quiet := moderator.Config{QuietAfter: time.Millisecond} // the pod is quiet too
+	coaches := []*moderator.Coach{w.coach(quiet), w.coach(quiet)}
+	var wg sync.WaitGroup
+	for _, c := range coaches {
+		wg.Go(func() {
+			for range 5 {
+				if err := c.Step(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if q, c := len(w.interventions(db.JobQuiet)), len(w.interventions(db.JobConflict)); q != 1 || c != 1 {
+		t.Fatalf("%d quiet and %d conflict interventions, want 1 each", q, c)
+	}
+	if n := w.coachMessages(); n != 2 {
+		t.Fatalf("%d coach messages, want 2", n)
+	}
+}
+
+func TestRemindersAtLocalTimeAcrossDST(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "America/New_York") // reminders at 20:00 local by default
+	ctx := context.Background()
+	// Ana checked in on both days; Ben and Cleo did not.
+	for _, day := range []string{"2026-03-06", "2026-03-08"} {
+		if _, err := w.d.Pool.Exec(ctx, `INSERT INTO check_ins (pod_id, user_id, date, done) VALUES ($1, $2, $3, true)`,
+			w.pod.ID, w.members[0].ID, day); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.d.Pool.Exec(ctx, `UPDATE memberships SET reminder_time = '07:30' WHERE user_id = $1`, w.members[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	at := func(utc string) *moderator.Coach {
+		ts, err := time.Parse(time.RFC3339, utc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.coach(moderator.Config{Now: func() time.Time { return ts }})
+	}
+	steps := []struct {
+		utc  string
+		want int // reminders so far
+	}{
+		{"2026-03-06T12:29:00Z", 0}, // 07:29 EST, Friday
+		{"2026-03-06T12:31:00Z", 1}, // 07:31 EST: Cleo
+		{"2026-03-07T00:59:00Z", 1}, // 19:59 EST
+		{"2026-03-07T01:01:00Z", 2}, // 20:01 EST: Ben
+		{"2026-03-07T03:00:00Z", 2}, // later the same evening: not again
+		{"2026-03-08T11:29:00Z", 2}, // 07:29 EDT on the day clocks sprang forward
+		{"2026-03-08T11:31:00Z", 3}, // 07:31 EDT: Cleo
+		{"2026-03-08T23:59:00Z", 3}, // 19:59 EDT
+		{"2026-03-09T00:01:00Z", 4}, // 20:01 EDT: Ben, one hour earlier in UTC
+	}
+	for _, s := range steps {
+		w.step(at(s.utc))
+		if got := w.interventions(db.JobReminder); len(got) != s.want {
+			t.Fatalf("at %s: %d reminders, want %d: %v", s.utc, len(got), s.want, got)
+		}
+	}
+	got := strings.Join(w.interventions(db.JobReminder), "\n")
+	if strings.Contains(got, "Ana") || strings.Count(got, "Ben,") != 2 || strings.Count(got, "Cleo,") != 2 {
+		t.Fatalf("reminders name the wrong people:\n%s", got)
+	}
+}

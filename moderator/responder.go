@@ -1,0 +1,194 @@
+package moderator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tmc/langchaingo/llms"
+	"github.com/tmc/langchaingo/llms/openai"
+
+	"github.com/pods-dev/pods/db"
+)
+
+// Request is what the coach is asked to say something about.
+type Request struct {
+	Trigger string // db.JobQuiet, db.JobConflict or db.JobReminder
+	Pod     db.CoachContext
+	// Member is who a reminder is for.
+	Member string
+}
+
+// Responder writes the coach's message.
+type Responder interface {
+	Respond(ctx context.Context, req Request) (string, error)
+}
+
+// The model's sampling: low temperature for calm, consistent replies.
+const (
+	Temperature = 0.1
+	MaxTokens   = 150
+)
+
+// LLMConfig configures the model.
+type LLMConfig struct {
+	// BaseURL of an OpenAI-compatible API, ending in /v1.
+	BaseURL string
+	Model   string
+	APIKey  string
+	// Timeout of one call. Default 15 s.
+	Timeout time.Duration
+	// Attempts before giving up. Default 3.
+	Attempts int
+	// Backoff before the second attempt, doubling after. Default 500 ms.
+	Backoff time.Duration
+}
+
+// LLM asks an OpenAI-compatible model through langchaingo, with a timeout
+// and retries.
+type LLM struct {
+	cfg   LLMConfig
+	model llms.Model
+}
+
+// NewLLM returns a responder for cfg; cfg.APIKey must be set.
+func NewLLM(cfg LLMConfig) (*LLM, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.Attempts == 0 {
+		cfg.Attempts = 3
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = 500 * time.Millisecond
+	}
+	model, err := openai.New(openai.WithBaseURL(cfg.BaseURL), openai.WithToken(cfg.APIKey), openai.WithModel(cfg.Model))
+	if err != nil {
+		return nil, fmt.Errorf("creating model client: %w", err)
+	}
+	return &LLM{cfg: cfg, model: model}, nil
+}
+
+// Respond asks the model, retrying with backoff.
+func (l *LLM) Respond(ctx context.Context, req Request) (string, error) {
+	messages := []llms.MessageContent{
+		llms.TextParts(llms.ChatMessageTypeSystem, systemPrompt(req)),
+		llms.TextParts(llms.ChatMessageTypeHuman, conversation(req)),
+	}
+	backoff := l.cfg.Backoff
+	var err error
+	for attempt := 1; ; attempt++ {
+		var text string
+		text, err = l.once(ctx, messages)
+		if err == nil {
+			return text, nil
+		}
+		if attempt == l.cfg.Attempts || ctx.Err() != nil {
+			return "", fmt.Errorf("asking the model (%d attempts): %w", attempt, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+func (l *LLM) once(ctx context.Context, messages []llms.MessageContent) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	res, err := l.model.GenerateContent(ctx, messages,
+		llms.WithTemperature(Temperature), llms.WithMaxTokens(MaxTokens), openai.WithLegacyMaxTokensField())
+	if err != nil {
+		return "", err
+	}
+	if len(res.Choices) == 0 || strings.TrimSpace(res.Choices[0].Content) == "" {
+		return "", errors.New("the model answered nothing")
+	}
+	return strings.TrimSpace(res.Choices[0].Content), nil
+}
+
+// systemPrompt tells the model who it is and what to do.
+func systemPrompt(req Request) string {
+	var task string
+	switch req.Trigger {
+	case db.JobQuiet:
+		task = "The pod has gone quiet. Write one short, encouraging nudge that refers to the habit and to what was said last, and invites everyone to share how today went."
+	case db.JobConflict:
+		task = "The last messages turned hostile. Write one short, calm message that lowers the temperature without taking sides or blaming anyone, and brings the group back to supporting each other."
+	case db.JobReminder:
+		task = fmt.Sprintf("%s has not checked in today. Write one short, friendly reminder addressed to %s by name to check in.", req.Member, req.Member)
+	}
+	return fmt.Sprintf("You are Coach, the AI member of %q, a small accountability pod whose members help each other with this habit: %s. "+
+		"You are warm, calm and consistent; you never lecture, judge or use sarcasm. Answer with the message only, in at most two sentences. %s",
+		req.Pod.PodName, req.Pod.Habit, task)
+}
+
+// conversation renders the last messages for the model.
+func conversation(req Request) string {
+	if len(req.Pod.Recent) == 0 {
+		return "(No messages yet.)"
+	}
+	var b strings.Builder
+	b.WriteString("The last messages in the pod:\n")
+	for _, m := range req.Pod.Recent {
+		fmt.Fprintf(&b, "%s: %s\n", m.Author, m.Body)
+	}
+	return b.String()
+}
+
+// Offline writes the coach's messages from templates, with no model. It is
+// the responder when no API key is configured, and the fallback when the
+// model fails.
+type Offline struct{}
+
+// Respond fills in the template of the trigger.
+func (Offline) Respond(_ context.Context, req Request) (string, error) {
+	habit := req.Pod.Habit
+	switch req.Trigger {
+	case db.JobQuiet:
+		if last := lastMemberMessage(req.Pod); last != nil {
+			return fmt.Sprintf("It has been quiet since %s wrote %q. How is %s going for everyone today? Even one line helps the group.",
+				last.Author, snippet(last.Body, 60), habit), nil
+		}
+		return fmt.Sprintf("It's quiet in here! How is %s going for everyone today? Even one line helps the group.", habit), nil
+	case db.JobConflict:
+		return fmt.Sprintf("Let's take a breath, everyone. We're all here for the same reason (%s), and each of us is doing our best; let's keep it kind.", habit), nil
+	case db.JobReminder:
+		return fmt.Sprintf("%s, a gentle reminder: you haven't checked in for %s today. A quick check-in keeps your streak going!", req.Member, habit), nil
+	}
+	return "", fmt.Errorf("no template for trigger %q", req.Trigger)
+}
+
+func lastMemberMessage(c db.CoachContext) *db.ContextMessage {
+	for i := len(c.Recent) - 1; i >= 0; i-- {
+		if !c.Recent[i].Coach {
+			return &c.Recent[i]
+		}
+	}
+	return nil
+}
+
+func snippet(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// respond returns the message and where it came from: "model" or "offline".
+func respond(ctx context.Context, model Responder, logger *slog.Logger, req Request) (string, string, error) {
+	if model != nil {
+		text, err := model.Respond(ctx, req)
+		if err == nil {
+			return text, "model", nil
+		}
+		logger.Warn("coach: the model failed; answering offline", "trigger", req.Trigger, "err", err)
+	}
+	text, err := Offline{}.Respond(ctx, req)
+	return text, "offline", err
+}

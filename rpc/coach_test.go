@@ -1,0 +1,77 @@
+package rpc_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/pods-dev/pods/moderator"
+	"github.com/pods-dev/pods/rpc"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+)
+
+func TestCoachSpeaksThroughTheStreamAndCanBeSwitchedOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	owner, member := e.signUp(), e.signUp()
+	pod := e.createPod(owner, 4)
+	e.join(member, pod)
+	s := e.subscribe(member, nil)
+	ready := s.ready()
+	var coachID string
+	for _, m := range ready.Pods[0].Pod.Members {
+		if m.Role == podsv1.MemberRole_MEMBER_ROLE_COACH {
+			coachID = m.User.Id
+		}
+	}
+	if coachID == "" || !ready.Pods[0].Pod.CoachEnabled {
+		t.Fatalf("no coach in %v", ready.Pods[0].Pod)
+	}
+
+	quiet := func() *moderator.Coach {
+		return moderator.New(moderator.Config{Pool: e.db.Pool, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time {
+			return time.Now().Add(3 * time.Hour)
+		}})
+	}
+	if err := quiet().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	created := s.nextLogged()
+	msg := created.GetMessageCreated().GetMessage()
+	if msg.GetAuthorId() != coachID {
+		t.Fatalf("got %v, want the coach's message", created)
+	}
+	intervened := s.nextLogged().GetCoachIntervened()
+	if intervened.GetMessageId() != msg.Id || intervened.GetTrigger() != podsv1.CoachTrigger_COACH_TRIGGER_QUIET {
+		t.Fatalf("got %v, want coachIntervened for %s", intervened, msg.Id)
+	}
+
+	setCoach := func(c *client, on bool) error {
+		_, err := c.Pod.SetCoach(ctx, connect.NewRequest(&podsv1.SetCoachRequest{PodId: pod.Id, Enabled: on}))
+		return err
+	}
+	wantCode(t, setCoach(member, false), connect.CodePermissionDenied)
+	wantCode(t, setCoach(e.signUp(), false), connect.CodeNotFound)
+	if err := setCoach(owner, false); err != nil {
+		t.Fatal(err)
+	}
+	e.send(member, pod.Id, "k", "anyone up?")
+	s.nextLogged()
+	if err := quiet().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.quiet(300 * time.Millisecond)
+	if err := setCoach(owner, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet().Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev := s.nextLogged(); ev.GetMessageCreated().GetMessage().GetAuthorId() != coachID {
+		t.Fatalf("switched back on: got %v", ev)
+	}
+}

@@ -1,0 +1,210 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pods-dev/pods/db"
+)
+
+// Change sources: how the hub learns that a pod has new events.
+const (
+	// SourceNotify: the events trigger sends pg_notify (the default).
+	SourceNotify = "notify"
+	// SourceWAL: the hub streams the inserts into events by logical
+	// replication (pgoutput), and the trigger sends nothing, so writers
+	// never take the notification queue's lock.
+	SourceWAL = "wal"
+)
+
+// standbyInterval is how often the replication reader confirms its
+// position to the server.
+const standbyInterval = time.Second
+
+// replicate streams the event log's inserts through a temporary
+// replication slot (dropped by the server when the connection ends, so a
+// dead node never holds WAL), marking the pods of each committed
+// transaction dirty. It reconnects with jittered backoff; each new slot
+// starts at the present, so the hub then catches up every pod from the log.
+func (h *Hub) replicate(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := h.replicateOnce(ctx, func() { backoff = 50 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("stream: replication stopped", "err", err, "retry_in", backoff)
+		sleep(ctx, jitter(backoff))
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// walReader is the state of one replication connection.
+type walReader struct {
+	hub       *Hub
+	relations map[uint32]*pglogrepl.RelationMessageV2
+	podColumn int              // index of events.pod_id; -1 until known
+	seqColumn int              // index of events.seq; -1 until known
+	txPods    map[string]int64 // pods of the transaction being decoded → their last seq
+	// confirmed is the position confirmed to the server: the end of the
+	// last commit whose pods were handed to the hub. From there the hub
+	// reads their events from the log, which keeps them, so nothing the
+	// server may then drop is still needed.
+	confirmed pglogrepl.LSN
+}
+
+func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
+	cfg := h.cfg.Pool.Config().ConnConfig.Config.Copy()
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "pods wal " + h.cfg.NodeID
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	// Cancel the reader before closing: closing first can hang.
+	readCtx, cancel := context.WithCancel(ctx)
+	defer func() { cancel(); conn.Close(context.Background()) }()
+
+	slot := "pods_" + strings.NewReplacer("-", "_").Replace(strings.ToLower(h.cfg.NodeID))
+	created, err := pglogrepl.CreateReplicationSlot(readCtx, conn, slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Temporary: true})
+	if err != nil {
+		return fmt.Errorf("creating replication slot: %w", err)
+	}
+	start, err := pglogrepl.ParseLSN(created.ConsistentPoint)
+	if err != nil {
+		return err
+	}
+	err = pglogrepl.StartReplication(readCtx, conn, slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '2'", "publication_names '" + db.EventsPublication + "'"},
+	})
+	if err != nil {
+		return fmt.Errorf("starting replication: %w", err)
+	}
+	connected()
+	h.resync()
+	r := &walReader{hub: h, relations: make(map[uint32]*pglogrepl.RelationMessageV2), podColumn: -1, seqColumn: -1,
+		txPods: make(map[string]int64), confirmed: start}
+	nextStatus := time.Now().Add(standbyInterval)
+	for {
+		if time.Now().After(nextStatus) {
+			if err := r.sendStatus(readCtx, conn); err != nil {
+				return err
+			}
+			nextStatus = time.Now().Add(standbyInterval)
+		}
+		recvCtx, cancelRecv := context.WithDeadline(readCtx, nextStatus)
+		msg, err := conn.ReceiveMessage(recvCtx)
+		cancelRecv()
+		if pgconn.Timeout(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			return pgconn.ErrorResponseToPgError(msg)
+		case *pgproto3.CopyData:
+			replyNow, err := r.handle(msg.Data)
+			if err != nil {
+				return err
+			}
+			if replyNow {
+				nextStatus = time.Time{}
+			}
+		}
+	}
+}
+
+// handle decodes one message of the replication stream. It reports
+// whether the server asked for a reply.
+func (r *walReader) handle(data []byte) (bool, error) {
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		keepalive, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return false, err
+		}
+		if len(r.txPods) == 0 {
+			// Between transactions: everything up to here is handled.
+			r.confirmed = max(r.confirmed, keepalive.ServerWALEnd)
+		}
+		return keepalive.ReplyRequested, nil
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return false, err
+		}
+		return false, r.decode(xld.WALData)
+	}
+	return false, nil
+}
+
+func (r *walReader) decode(walData []byte) error {
+	msg, err := pglogrepl.ParseV2(walData, false)
+	if err != nil {
+		return fmt.Errorf("decoding replication message: %w", err)
+	}
+	switch msg := msg.(type) {
+	case *pglogrepl.RelationMessageV2:
+		r.relations[msg.RelationID] = msg
+		for i, c := range msg.Columns {
+			switch {
+			case msg.RelationName != "events":
+			case c.Name == "pod_id":
+				r.podColumn = i
+			case c.Name == "seq":
+				r.seqColumn = i
+			}
+		}
+	case *pglogrepl.InsertMessageV2:
+		rel := r.relations[msg.RelationID]
+		cols := msg.Tuple.Columns
+		if rel == nil || rel.RelationName != "events" || r.podColumn < 0 || r.seqColumn < 0 || max(r.podColumn, r.seqColumn) >= len(cols) {
+			return errors.New("replication: insert into an unknown relation")
+		}
+		seq, err := strconv.ParseInt(string(cols[r.seqColumn].Data), 10, 64)
+		if err != nil {
+			return fmt.Errorf("replication: decoding seq: %w", err)
+		}
+		pod := string(cols[r.podColumn].Data)
+		r.txPods[pod] = max(r.txPods[pod], seq)
+	case *pglogrepl.CommitMessage:
+		r.hub.walCommitted(r.txPods)
+		r.confirmed = max(r.confirmed, msg.TransactionEndLSN)
+		clear(r.txPods)
+	}
+	return nil
+}
+
+// walCommitted marks the tracked pods among pods dirty, with the seq each
+// must reach, and wakes the fetcher. A commit can reach the replication
+// stream a moment before other sessions see it, so the fetcher reads again
+// until it has the seq the stream announced.
+func (h *Hub) walCommitted(pods map[string]int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, seq := range pods {
+		if ps, ok := h.pods[id]; ok {
+			ps.wantSeq = max(ps.wantSeq, seq)
+			h.dirty[id] = true
+			h.signal()
+		}
+	}
+}
+
+// sendStatus confirms the position of the last handled commit.
+func (r *walReader) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
+	return pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: r.confirmed, WALFlushPosition: r.confirmed, WALApplyPosition: r.confirmed,
+	})
+}

@@ -1,0 +1,270 @@
+// End-to-end: two people in two browsers chat through podsd, across a
+// server restart and a reload. Drives Debian's Chromium with playwright-core.
+//
+//   node --test e2e/chat.test.mjs      (from web/, after `make web`)
+//
+// CHROMIUM_PATH overrides the browser (default /usr/bin/chromium).
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+import { Podsd } from "./server.mjs";
+
+const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const chromiumFlags = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const screenshots = new URL("../screenshots/", import.meta.url);
+
+/** How soon a message must show up on the other side. */
+const deliveryMs = 1_000;
+
+let server;
+let browser;
+
+before(async () => {
+  server = await Podsd.build();
+  await server.start();
+  browser = await chromium.launch({ executablePath: chromiumPath, args: chromiumFlags });
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && process.exitCode) console.log(server.log);
+  await server?.remove();
+});
+
+/**
+ * Console errors and uncaught exceptions of every page. While the server is
+ * down the browser itself logs the refused connections; those, and only
+ * those, are expected then.
+ */
+const problems = [];
+let serverDown = false;
+function watch(page, who) {
+  page.on("console", (m) => {
+    if (m.type() !== "error") return;
+    if (serverDown && /Failed to load resource|net::ERR_/.test(m.text())) return;
+    problems.push(`${who}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`${who}: ${e.message}`));
+}
+
+const exactly = (text) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+
+/** message finds a message row by its exact text. */
+const message = (page, text) => page.locator(".message-list .msg").filter({ has: page.locator(".body", { hasText: exactly(text) }) });
+
+const badge = (page, status) => page.locator(`.conn[data-status="${status}"]`);
+
+async function signUp(page, handle, name) {
+  await page.goto(server.url);
+  await page.getByRole("button", { name: "New here? Sign up" }).click();
+  await page.getByLabel("Handle").fill(handle);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByLabel("Display name").fill(name);
+  await page.getByRole("button", { name: "Sign up" }).press("Enter");
+  await badge(page, "connected").waitFor({ timeout: 10_000 });
+}
+
+async function createPod(page, name, habit) {
+  await page.getByText("+ New pod").click();
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Habit").fill(habit);
+  await page.getByRole("button", { name: "Create pod" }).click();
+  const code = page.locator(".invite-code");
+  await code.filter({ hasText: /^[A-Z2-9]{8}$/ }).waitFor({ timeout: 5_000 });
+  return code.textContent();
+}
+
+async function joinPod(page, code) {
+  await page.getByLabel("Invite code").fill(code);
+  await page.getByRole("button", { name: "Join" }).click();
+  await page.locator(".pod-title", { hasText: "Early birds" }).waitFor({ timeout: 5_000 });
+}
+
+/** say sends text from one page and waits until the other shows it; it returns how long that took. */
+async function say(from, to, text) {
+  const input = from.getByLabel("Message", { exact: true });
+  await input.fill(text);
+  const start = Date.now();
+  await input.press("Enter");
+  // At once, before any answer: the optimistic copy.
+  await message(from, text).waitFor({ timeout: 200 });
+  await message(to, text).waitFor({ timeout: deliveryMs });
+  const took = Date.now() - start;
+  await from.locator('.msg[data-status="sent"]').filter({ has: from.locator(".body", { hasText: exactly(text) }) }).waitFor({ timeout: deliveryMs });
+  return took;
+}
+
+/** assertOnce checks that every text shows exactly once on the page. */
+async function assertOnce(page, texts, who) {
+  const bodies = await page.locator(".message-list .body").allTextContents();
+  for (const t of texts) {
+    assert.equal(bodies.filter((b) => b === t).length, 1, `${who} shows "${t}" ${bodies.filter((b) => b === t).length} times: ${JSON.stringify(bodies)}`);
+  }
+}
+
+test("two people chat live, through a server restart and a reload", { timeout: 180_000 }, async () => {
+  const run = Date.now().toString(36);
+  const desk = await browser.newContext({ timezoneId: "Europe/Berlin", viewport: { width: 1100, height: 720 } });
+  const phone = await browser.newContext({ timezoneId: "America/New_York", viewport: { width: 390, height: 760 }, hasTouch: true });
+  const alice = await desk.newPage();
+  const bob = await phone.newPage();
+  watch(alice, "alice");
+  watch(bob, "bob");
+
+  await signUp(alice, `alice_${run}`, "Alice");
+  await signUp(bob, `bob_${run}`, "Bob");
+  const code = await createPod(alice, "Early birds", "Up at 6");
+  await joinPod(bob, code);
+
+  // Presence: each sees the other online.
+  await alice.locator('.member[data-online="true"]', { hasText: "Bob" }).waitFor({ timeout: 3_000 });
+  await bob.locator('.member[data-online="true"]', { hasText: "Alice" }).waitFor({ timeout: 3_000 });
+
+  // Typing shows on the other side, and goes when the message arrives.
+  await alice.getByLabel("Message", { exact: true }).fill("Good mor");
+  await bob.locator(".typing", { hasText: "Alice is typing…" }).waitFor({ timeout: deliveryMs });
+
+  const said = ["Good morning! Up at 6 today ☀️", "Same here, coffee first", "Day one done 💪"];
+  const took = [await say(alice, bob, said[0])];
+  await bob.locator(".typing", { hasText: /^$/ }).waitFor({ timeout: deliveryMs });
+  took.push(await say(bob, alice, said[1]));
+  took.push(await say(alice, bob, said[2]));
+
+  // A joke is marked as one on both sides.
+  await alice.getByRole("button", { name: "😄 Joke" }).click();
+  took.push(await say(alice, bob, "Snoozed once, the cat counts as an alarm"));
+  said.push("Snoozed once, the cat counts as an alarm");
+  await message(bob, said.at(-1)).locator(".humor-tag").waitFor({ timeout: deliveryMs });
+  console.log(`delivery times (ms): ${took.join(", ")}`);
+
+  // Edit and delete one's own messages.
+  await message(alice, said[2]).getByRole("button", { name: "Edit" }).click();
+  await alice.getByLabel("Edit message").fill("Day one done 💪💪");
+  await alice.getByLabel("Edit message").press("Enter");
+  said[2] = "Day one done 💪💪";
+  await message(bob, said[2]).locator(".tag", { hasText: "edited" }).waitFor({ timeout: deliveryMs });
+  await say(bob, alice, "Oops, wrong pod");
+  await message(bob, "Oops, wrong pod").getByRole("button", { name: "Delete" }).click();
+  await message(bob, "Oops, wrong pod").getByRole("button", { name: "Delete for good" }).click();
+  await message(alice, "Oops, wrong pod").waitFor({ state: "detached", timeout: deliveryMs });
+
+  // A reaction goes both ways.
+  await message(bob, said[0]).getByRole("button", { name: "Add reaction" }).click();
+  await message(bob, said[0]).getByRole("button", { name: "React 👍" }).click();
+  await message(alice, said[0]).locator(".chip", { hasText: "👍 1" }).waitFor({ timeout: deliveryMs });
+
+  // The server goes away: both badges turn red.
+  serverDown = true;
+  const stoppedAt = Date.now(); // no stream can end before this
+  await server.stop();
+  await badge(alice, "disconnected").waitFor({ timeout: 5_000 });
+  await badge(bob, "disconnected").waitFor({ timeout: 5_000 });
+
+  // A message written meanwhile fails, and says so.
+  const offline = "Written while the server was down";
+  await alice.getByLabel("Message", { exact: true }).fill(offline);
+  await alice.getByLabel("Message", { exact: true }).press("Enter");
+  await alice.locator('.msg[data-status="failed"]', { hasText: offline }).waitFor({ timeout: 12_000 });
+
+  // "Retry now" after 10 s disconnected, not before.
+  await alice.getByRole("button", { name: "Retry now" }).waitFor({ timeout: 15_000 });
+  assert.ok(Date.now() - stoppedAt >= 10_000, `Retry now offered after ${Date.now() - stoppedAt} ms`);
+  await bob.getByRole("button", { name: "Retry now" }).waitFor({ timeout: 5_000 });
+
+  // Back on the same port and data: Alice retries by hand, Bob by himself.
+  await server.start();
+  // (Unless her backoff got there first while the server started.)
+  await alice.getByRole("button", { name: "Retry now" }).click({ timeout: 1_000 }).catch(() => {});
+  await badge(alice, "connected").waitFor({ timeout: 5_000 });
+  await badge(bob, "connected").waitFor({ timeout: 15_000 });
+  await alice.getByRole("button", { name: "Retry now" }).waitFor({ state: "hidden", timeout: 1_000 });
+  serverDown = false;
+
+  // The failed message goes out with its key on Retry, once.
+  await alice.locator('.msg[data-status="failed"]', { hasText: offline }).getByRole("button", { name: "Retry" }).click();
+  await message(bob, offline).waitFor({ timeout: deliveryMs });
+  said.push(offline);
+  said.push("Welcome back");
+  await say(bob, alice, "Welcome back");
+
+  // History intact on both sides, nothing twice, reactions kept.
+  await assertOnce(alice, said, "alice");
+  await assertOnce(bob, said, "bob");
+  await message(alice, said[0]).locator(".chip", { hasText: "👍 1" }).waitFor({ timeout: 1_000 });
+
+  // A reload keeps the session, the open pod and the history.
+  await bob.reload();
+  await badge(bob, "connected").waitFor({ timeout: 10_000 });
+  await bob.locator(".pod-title", { hasText: "Early birds" }).waitFor({ timeout: 5_000 });
+  await message(bob, said.at(-1)).waitFor({ timeout: 5_000 });
+  await assertOnce(bob, said, "bob after reload");
+
+  // Unread badge: Bob goes back to the list, Alice writes, Bob opens the pod.
+  await bob.getByRole("button", { name: "Back to pods" }).click();
+  await alice.getByLabel("Message", { exact: true }).fill("See you tomorrow");
+  await alice.getByLabel("Message", { exact: true }).press("Enter");
+  said.push("See you tomorrow");
+  await bob.locator(".pod-item .unread", { hasText: "1" }).waitFor({ timeout: deliveryMs });
+  await bob.locator(".pod-item", { hasText: "Early birds" }).click();
+  await message(bob, said.at(-1)).waitFor({ timeout: deliveryMs });
+  await bob.locator(".pod-item .unread").waitFor({ state: "detached", timeout: 2_000 });
+  // Opened, the chat shows its newest message.
+  await bob.waitForFunction(() => {
+    const el = document.querySelector(".messages");
+    return el && el.scrollHeight > el.clientHeight && el.scrollHeight - el.scrollTop - el.clientHeight < 40;
+  }, null, { timeout: 2_000 });
+  await assertOnce(alice, said, "alice");
+  await assertOnce(bob, said, "bob");
+
+  // Check-in and streak, where the server has ProgressService (the button
+  // shows only then): Bob sees Alice's streak in the member list.
+  const checkIn = alice.getByRole("button", { name: "Check in" });
+  if (await checkIn.isVisible()) {
+    await checkIn.click();
+    await alice.getByRole("button", { name: "✓ Checked in today" }).waitFor({ timeout: 2_000 });
+    await alice.locator(".my-streak", { hasText: "1-day streak" }).waitFor({ timeout: 2_000 });
+    await bob.locator(".member", { hasText: "Alice" }).locator(".streak", { hasText: "🔥1" }).waitFor({ timeout: deliveryMs });
+  }
+
+  await mkdir(screenshots, { recursive: true });
+  await alice.screenshot({ path: new URL(`chat-${run}-desktop.png`, screenshots).pathname });
+  await bob.screenshot({ path: new URL(`chat-${run}-phone.png`, screenshots).pathname });
+
+  // Bob leaves the page: Alice sees him go offline after the grace period.
+  await phone.close();
+  await alice.locator('.member[data-online="false"]', { hasText: "Bob" }).waitFor({ timeout: 5_000 });
+
+  await desk.close();
+  assert.deepEqual(problems, [], "console errors");
+});
+
+test("a server that goes silent counts as disconnected", { timeout: 120_000 }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  watch(page, "carol");
+  await signUp(page, `carol_${Date.now().toString(36)}`, "Carol");
+  // Frozen, the server keeps its connections open but sends nothing, not
+  // even heartbeats: after two heartbeat intervals the client gives up.
+  serverDown = true;
+  server.freeze();
+  try {
+    await badge(page, "disconnected").waitFor({ timeout: 40_000 });
+  } finally {
+    server.thaw();
+  }
+  // Thawed, it answers the next attempt of the backoff.
+  await badge(page, "connected").waitFor({ timeout: 20_000 });
+  serverDown = false;
+  await context.close();
+  assert.deepEqual(problems, [], "console errors");
+});

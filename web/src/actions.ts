@@ -1,0 +1,222 @@
+// Actions are what the user does: each calls the API and folds the answer
+// into the store. Errors that the user must see are returned as text.
+
+import { Code } from "@connectrpc/connect";
+import { callTimeoutMs, errorCode, errorText, type Api } from "./api";
+import type { Message } from "./gen/pods/v1/types_pb";
+import type { PodState, Store } from "./store";
+
+/** A page of history. */
+const pageSize = 50;
+
+export class Actions {
+  /** Pods with a MarkRead in flight, and the seq each was last marked at. */
+  private readonly marking = new Set<string>();
+  private readonly marked = new Map<string, bigint>();
+
+  constructor(
+    private readonly api: Api,
+    private readonly store: Store,
+  ) {}
+
+  // --- pods ---
+
+  /** createPod creates a pod and returns it, or an error text. */
+  async createPod(name: string, habit: string, capacity: number): Promise<PodState | string> {
+    try {
+      const res = await this.api.pods.createPod(
+        { name, habit, capacity, idempotencyKey: crypto.randomUUID() },
+        { timeoutMs: callTimeoutMs },
+      );
+      const p = this.store.addPod(res.pod!);
+      this.store.changed();
+      return p;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  async joinPod(inviteCode: string): Promise<PodState | string> {
+    try {
+      const res = await this.api.pods.joinPod({ inviteCode }, { timeoutMs: callTimeoutMs });
+      const p = this.store.addPod(res.pod!);
+      this.store.changed();
+      return p;
+    } catch (err) {
+      return errorCode(err) === Code.NotFound ? "No pod has this invite code." : errorText(err);
+    }
+  }
+
+  async leavePod(podId: string): Promise<string | null> {
+    try {
+      await this.api.pods.leavePod({ podId }, { timeoutMs: callTimeoutMs });
+      this.store.removePod(podId);
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  // --- history and reading ---
+
+  /** loadHistory loads the newest page, or the page before the oldest loaded message. */
+  async loadHistory(p: PodState, older: boolean): Promise<void> {
+    if (p.history === "loading") return;
+    let beforeSeq = 0n;
+    if (older) {
+      for (const m of p.messages.values()) if (beforeSeq === 0n || m.seq < beforeSeq) beforeSeq = m.seq;
+    }
+    p.history = "loading";
+    this.store.changed();
+    try {
+      const res = await this.api.chat.listMessages({ podId: p.pod.id, beforeSeq, limit: pageSize }, { timeoutMs: callTimeoutMs });
+      p.hasMore = res.hasMore;
+      p.history = "loaded";
+      this.store.mergeHistory(p, res.messages);
+    } catch {
+      p.history = "error";
+      this.store.changed();
+    }
+  }
+
+  /**
+   * markRead tells the server we have seen the open pod up to its cursor,
+   * if the page is visible and there is something new.
+   */
+  async markRead(p: PodState): Promise<void> {
+    const seq = p.cursor;
+    const id = p.pod.id;
+    if (seq === null || document.visibilityState !== "visible" || this.marking.has(id)) return;
+    // Once per seq: a count the server keeps above 0 must not loop.
+    if (seq <= p.readSeq && (p.unread === 0 || this.marked.get(id) === seq)) return;
+    this.marking.add(id);
+    this.marked.set(id, seq);
+    try {
+      const res = await this.api.chat.markRead({ podId: id, seq }, { timeoutMs: callTimeoutMs });
+      if (seq > p.readSeq) p.readSeq = seq;
+      p.unread = Number(res.unreadCount);
+      this.store.changed();
+    } catch {
+      // Tried again on the next change.
+    } finally {
+      this.marking.delete(id);
+    }
+  }
+
+  // --- messages ---
+
+  /** send shows the message at once as pending and sends it with a new idempotency key. */
+  send(podId: string, body: string, humor: boolean): void {
+    const key = crypto.randomUUID();
+    this.store.outbox.set(key, { key, podId, body, humor, status: "pending", createdAt: Date.now() });
+    this.store.saveOutbox();
+    void this.deliver(key);
+  }
+
+  /** retry resends a failed message with the same key: it can't be stored twice. */
+  retry(key: string): void {
+    void this.deliver(key);
+  }
+
+  private async deliver(key: string): Promise<void> {
+    const o = this.store.outbox.get(key);
+    if (!o) return;
+    o.status = "pending";
+    o.error = undefined;
+    this.store.changed();
+    try {
+      const res = await this.api.chat.sendMessage(
+        { podId: o.podId, idempotencyKey: key, body: o.body, humor: o.humor },
+        { timeoutMs: callTimeoutMs },
+      );
+      this.store.upsertMessage(res.message!);
+    } catch (err) {
+      const still = this.store.outbox.get(key);
+      if (!still) return; // the stream delivered it meanwhile
+      still.status = "failed";
+      still.error = errorText(err);
+      this.store.changed();
+    }
+  }
+
+  async edit(m: Message, body: string): Promise<string | null> {
+    try {
+      const res = await this.api.chat.editMessage({ messageId: m.id, body }, { timeoutMs: callTimeoutMs });
+      this.store.upsertMessage(res.message!);
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  async remove(m: Message): Promise<string | null> {
+    try {
+      await this.api.chat.deleteMessage({ messageId: m.id }, { timeoutMs: callTimeoutMs });
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  /** toggleReaction adds our emoji or takes it back; the stream shows the result. */
+  async toggleReaction(m: Message, emoji: string): Promise<string | null> {
+    const mine = m.reactions.some((r) => r.emoji === emoji && r.userIds.includes(this.store.me.userId));
+    try {
+      const req = { messageId: m.id, emoji };
+      if (mine) await this.api.chat.removeReaction(req, { timeoutMs: callTimeoutMs });
+      else await this.api.chat.addReaction(req, { timeoutMs: callTimeoutMs });
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  /** setTyping tells the pod; it is best effort. */
+  setTyping(podId: string, typing: boolean): void {
+    this.api.chat.setTyping({ podId, typing }, { timeoutMs: callTimeoutMs }).catch(() => {});
+  }
+
+  // --- progress ---
+
+  /** loadProgress loads streaks; a server without ProgressService leaves them hidden. */
+  async loadProgress(p: PodState): Promise<void> {
+    if (p.progress !== "unknown") return;
+    p.progress = "loading";
+    try {
+      const res = await this.api.progress.getProgress({ podId: p.pod.id }, { timeoutMs: callTimeoutMs });
+      const today = localDate();
+      for (const m of res.members) {
+        if (m.streak) p.streaks.set(m.userId, m.streak);
+        if (m.userId === this.store.me.userId && m.recent.some((c) => c.date === today && c.done)) p.checkedInOn = today;
+      }
+      p.progress = "loaded";
+    } catch (err) {
+      // Unimplemented (not there yet): show nothing. Anything else: try
+      // again when the pod is opened next.
+      p.progress = errorCode(err) === Code.Unimplemented ? "unavailable" : "unknown";
+    }
+    this.store.changed();
+  }
+
+  async checkIn(p: PodState): Promise<string | null> {
+    try {
+      const res = await this.api.progress.checkIn({ podId: p.pod.id, done: true }, { timeoutMs: callTimeoutMs });
+      if (res.streak) p.streaks.set(this.store.me.userId, res.streak);
+      p.checkedInOn = res.checkIn?.date ?? localDate();
+      this.store.changed();
+      return null;
+    } catch (err) {
+      if (errorCode(err) === Code.Unimplemented) {
+        p.progress = "unavailable";
+        this.store.changed();
+        return null;
+      }
+      return errorText(err);
+    }
+  }
+}
+
+/** localDate is today's date here, YYYY-MM-DD. */
+export function localDate(): string {
+  return new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+}

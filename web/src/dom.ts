@@ -1,0 +1,97 @@
+// Tiny DOM helpers: no framework, just element construction and a keyed
+// list patcher that keeps unchanged rows (and their focus) in place.
+
+type Child = Node | string | null | undefined | false;
+type Props = Record<string, unknown>;
+
+/**
+ * h creates an element. Props starting with "on" become event listeners,
+ * `class`, `text` and `aria-*` / `data-*` / other strings become attributes,
+ * booleans toggle boolean attributes (disabled, hidden…).
+ */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Props = {},
+  ...children: (Child | Child[])[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      el.addEventListener(name.slice(2).toLowerCase(), value as EventListener);
+    } else if (name === "text") {
+      el.textContent = String(value);
+    } else if (name === "value") {
+      (el as HTMLInputElement).value = String(value);
+    } else if (value === true) {
+      el.setAttribute(name, "");
+    } else {
+      el.setAttribute(name, String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el: Element, children: (Child | Child[])[]): void {
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c);
+  }
+}
+
+/** Replaces all children of el. */
+export function replace(el: Element, ...children: (Child | Child[])[]): void {
+  el.replaceChildren();
+  append(el, children);
+}
+
+interface Row {
+  sig: string;
+  el: HTMLElement;
+}
+
+const rows = new WeakMap<Element, Map<string, Row>>();
+
+/**
+ * patchList makes container's children the rendering of items, in order.
+ * A row is rebuilt only when its signature changed, so the DOM of unchanged
+ * rows (focus, text selection, scroll anchors) survives updates.
+ */
+export function patchList<T>(
+  container: Element,
+  items: readonly T[],
+  key: (item: T) => string,
+  sig: (item: T) => string,
+  render: (item: T) => HTMLElement,
+): void {
+  const old = rows.get(container) ?? new Map<string, Row>();
+  const next = new Map<string, Row>();
+  for (const item of items) {
+    const k = key(item);
+    const s = sig(item);
+    let row = old.get(k);
+    if (!row || row.sig !== s) {
+      const el = render(item);
+      if (row) row.el.replaceWith(el);
+      row = { sig: s, el };
+    }
+    next.set(k, row);
+  }
+  rows.set(container, next);
+  // Reorder (and insert) with the fewest moves: walk in order and only move
+  // an element that is not already in place.
+  let cursor = container.firstElementChild;
+  for (const { el } of next.values()) {
+    if (cursor === el) {
+      cursor = cursor.nextElementSibling;
+    } else {
+      container.insertBefore(el, cursor);
+    }
+  }
+  while (cursor) {
+    const stale = cursor;
+    cursor = cursor.nextElementSibling;
+    stale.remove();
+  }
+}

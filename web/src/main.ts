@@ -1,0 +1,151 @@
+// The entry point: signs in, then wires the store, the one Subscribe
+// connection and the views, and renders on every change.
+
+import { Actions } from "./actions";
+import { createApi } from "./api";
+import { Connection, type Status } from "./connection";
+import { h, replace } from "./dom";
+import { clearSession, loadSession, type Session } from "./session";
+import { Store } from "./store";
+import { authView } from "./views/auth";
+import { ChatView } from "./views/chat";
+import { Sidebar } from "./views/sidebar";
+import { TopBar } from "./views/topbar";
+
+const root = document.getElementById("app")!;
+let session: Session | null = loadSession();
+const api = createApi(() => session?.token ?? null);
+
+/** App is the signed-in page. */
+class App {
+  private readonly store: Store;
+  private readonly actions: Actions;
+  private readonly conn: Connection;
+  private readonly topbar: TopBar;
+  private readonly sidebar: Sidebar;
+  private readonly main = h("main", { class: "main" });
+  private readonly layout: HTMLElement;
+  private chat: ChatView | null = null;
+  private frame = 0;
+  private ticker: number | undefined;
+  private lastStatus: Status = "connecting";
+
+  constructor(me: Session) {
+    this.store = new Store(me, () => this.schedule(), () => signOut(false));
+    this.actions = new Actions(api, this.store);
+    this.conn = new Connection(api, this.store, () => this.schedule());
+    this.topbar = new TopBar(this.conn, me, () => signOut(true));
+    this.topbar.back.addEventListener("click", () => this.open(null));
+    this.sidebar = new Sidebar(this.store, this.actions, (id) => this.open(id));
+    this.layout = h("div", { class: "layout" }, this.sidebar.el, this.main);
+    replace(root, this.topbar.el, this.layout);
+  }
+
+  start(): void {
+    this.store.openPodId = podFromHash();
+    this.conn.start();
+    addEventListener("hashchange", this.onHash);
+    document.addEventListener("visibilitychange", this.onVisible);
+    // The badge counts the seconds while disconnected.
+    this.ticker = window.setInterval(() => this.topbar.update(), 1000);
+    this.render();
+  }
+
+  stop(): void {
+    this.conn.stop();
+    this.chat?.dispose();
+    removeEventListener("hashchange", this.onHash);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    clearInterval(this.ticker);
+    cancelAnimationFrame(this.frame);
+  }
+
+  /** open shows a pod (or, with null, the pod list on a phone). */
+  private open(podId: string | null): void {
+    location.hash = podId ? `pod/${podId}` : "";
+    this.store.openPodId = podId;
+    this.render();
+    this.chat?.focus();
+  }
+
+  private readonly onHash = () => {
+    this.store.openPodId = podFromHash();
+    this.schedule();
+  };
+
+  private readonly onVisible = () => this.schedule();
+
+  /** schedule renders once before the next frame, however many changes come. */
+  private schedule(): void {
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.render());
+  }
+
+  private render(): void {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    const reconnected = this.conn.status === "connected" && this.lastStatus !== "connected";
+    this.lastStatus = this.conn.status;
+
+    this.topbar.update();
+    this.sidebar.update();
+
+    const id = this.store.openPodId;
+    const p = id ? this.store.pods.get(id) : undefined;
+    if (id && !p && this.conn.status === "connected") {
+      // A pod we are not (or no longer) in.
+      this.open(null);
+      return;
+    }
+    // Before the chat renders: on a phone it is hidden in list view, and a
+    // hidden chat can't scroll to its newest message.
+    this.layout.dataset.view = p ? "chat" : "list";
+    this.topbar.back.hidden = !p;
+    if (!id && podFromHash()) history.replaceState(null, "", location.pathname); // the open pod went away
+    if (!p) {
+      this.chat?.dispose();
+      this.chat = null;
+      replace(this.main, h("p", { class: "placeholder", text: id ? "Loading…" : "Pick a pod, or create one to get going." }));
+    } else {
+      if (this.chat?.podId !== p.pod.id) {
+        this.chat?.dispose();
+        this.chat = new ChatView(this.store, this.actions, p.pod.id);
+        replace(this.main, this.chat.el);
+        void this.actions.loadProgress(p);
+      } else if (reconnected) {
+        void this.actions.loadProgress(p);
+      }
+      if (p.history === "none" || (reconnected && p.history === "error")) void this.actions.loadHistory(p, false);
+      this.chat.update();
+      if (p.history === "loaded") void this.actions.markRead(p);
+    }
+  }
+}
+
+function podFromHash(): string | null {
+  const m = /^#pod\/([0-9a-f-]{36})$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+let app: App | null = null;
+
+function showApp(s: Session): void {
+  session = s;
+  app = new App(s);
+  app.start();
+}
+
+/** signOut ends the session (telling the server if asked) and shows the log-in form. */
+function signOut(tellServer: boolean): void {
+  if (tellServer && session) {
+    // The interceptor would read the token after we forget it: pass it along.
+    api.auth.logOut({}, { headers: { Authorization: `Bearer ${session.token}` } }).catch(() => {});
+  }
+  app?.stop();
+  app = null;
+  clearSession();
+  session = null;
+  replace(root, authView(api, showApp));
+}
+
+if (session) showApp(session);
+else replace(root, authView(api, showApp));

@@ -1,0 +1,33 @@
+// The signed-in user and their token, kept in localStorage so that a reload
+// (or a new tab) stays signed in.
+
+import type { User } from "./gen/pods/v1/types_pb";
+
+const key = "pods.session";
+
+/** What we keep of a session: the bearer token and who it belongs to. */
+export interface Session {
+  token: string;
+  userId: string;
+  handle: string;
+  displayName: string;
+}
+
+export function loadSession(): Session | null {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw ? (JSON.parse(raw) as Session) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function saveSession(token: string, user: User): Session {
+  const s: Session = { token, userId: user.id, handle: user.handle, displayName: user.displayName };
+  localStorage.setItem(key, JSON.stringify(s));
+  return s;
+}
+
+export function clearSession(): void {
+  localStorage.removeItem(key);
+}

@@ -1,0 +1,304 @@
+// The chat of one pod: members and presence, invite code, check-in,
+// history with scroll-back, the messages, typing and the composer.
+
+import { localDate, type Actions } from "../actions";
+import { h, patchList, replace } from "../dom";
+import type { Message } from "../gen/pods/v1/types_pb";
+import type { Outgoing, PodState, Store } from "../store";
+import { messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, type RowUi } from "./message";
+
+/** Repeat SetTyping(true) this often while the user keeps typing. */
+const typingRepeatMs = 3_000;
+/** Send SetTyping(false) after this long without a keystroke. */
+const typingIdleMs = 3_000;
+
+type Row = { kind: "message"; m: Message } | { kind: "outgoing"; o: Outgoing };
+
+/** ChatView shows one pod; the app makes a new one when another pod opens. */
+export class ChatView implements RowHandlers {
+  readonly el: HTMLElement;
+  private readonly title = h("h2", { class: "pod-title" });
+  private readonly habit = h("p", { class: "habit" });
+  private readonly members = h("ul", { class: "members", "aria-label": "Members" });
+  private readonly invite = h("code", { class: "invite-code" });
+  private readonly progress = h("div", { class: "progress" });
+  private readonly leave = h("button", { type: "button", class: "leave" });
+  private readonly scroller = h("div", { class: "messages", tabindex: "0", "aria-label": "Messages" });
+  private readonly older = h("button", { type: "button", class: "older", text: "Load older messages" });
+  private readonly historyNote = h("p", { class: "history-note" });
+  private readonly list = h("ol", { class: "message-list", role: "log", "aria-live": "polite" });
+  private readonly typingLine = h("p", { class: "typing", "aria-live": "polite" });
+  private readonly error = h("p", { class: "chat-error", role: "alert" });
+  private readonly input = h("textarea", { class: "composer-input", rows: 1, maxlength: 4000, placeholder: "Write a message…", "aria-label": "Message" });
+  private readonly humor = h("button", { type: "button", class: "humor", "aria-pressed": "false", title: "Mark as a joke: the coach won't react", text: "😄 Joke" });
+
+  private ui: RowUi = { editingId: null, confirmDeleteId: null, pickerId: null };
+  private leaveArmed = false;
+  private stickToBottom = true;
+  private typing = false;
+  private typingSentAt = 0;
+  private typingIdle: number | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly actions: Actions,
+    readonly podId: string,
+  ) {
+    const send = h("button", { type: "submit", class: "primary send", text: "Send" });
+    const composer = h("form", { class: "composer" }, this.input, this.humor, send);
+    composer.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.send();
+    });
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.send();
+      }
+    });
+    this.input.addEventListener("input", () => this.typed());
+    this.humor.addEventListener("click", () => {
+      this.humor.setAttribute("aria-pressed", String(this.humor.getAttribute("aria-pressed") !== "true"));
+    });
+    this.older.addEventListener("click", () => this.loadOlder());
+    this.scroller.addEventListener("scroll", () => {
+      if (this.scroller.scrollTop < 40) this.loadOlder();
+    });
+    this.leave.addEventListener("click", () => this.leaveClicked());
+    const copy = h("button", { type: "button", class: "copy", text: "Copy" });
+    copy.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(this.invite.textContent ?? "");
+        copy.textContent = "Copied";
+      } catch {
+        getSelection()?.selectAllChildren(this.invite);
+      }
+    });
+
+    this.el = h(
+      "section",
+      { class: "chat", "aria-labelledby": `title-${podId}` },
+      h(
+        "header",
+        { class: "chat-head" },
+        h("div", { class: "pod-info" }, this.title, this.habit),
+        this.members,
+        h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.leave),
+      ),
+      h("div", { class: "scroll-wrap" }, this.scroller),
+      this.typingLine,
+      this.error,
+      composer,
+    );
+    this.title.id = `title-${podId}`;
+    this.scroller.append(this.older, this.historyNote, this.list);
+  }
+
+  private get pod(): PodState | undefined {
+    return this.store.pods.get(this.podId);
+  }
+
+  /** focus puts the cursor in the composer. */
+  focus(): void {
+    this.input.focus();
+  }
+
+  /** dispose stops telling others we are typing. */
+  dispose(): void {
+    this.stopTyping();
+  }
+
+  update(): void {
+    const p = this.pod;
+    if (!p) return;
+    this.title.textContent = p.pod.name;
+    this.habit.textContent = p.pod.habit;
+    this.invite.textContent = p.pod.inviteCode;
+    this.leave.textContent = this.leaveArmed ? "Leave for good" : "Leave";
+    this.leave.classList.toggle("danger", this.leaveArmed);
+    this.updateMembers(p);
+    this.updateProgress(p);
+    this.updateMessages(p);
+    this.updateTyping(p);
+  }
+
+  private updateMembers(p: PodState): void {
+    patchList(
+      this.members,
+      p.pod.members,
+      (m) => m.user!.id,
+      (m) => [m.user!.displayName, p.online.has(m.user!.id), p.streaks.get(m.user!.id)?.current ?? ""].join("|"),
+      (m) => {
+        const u = m.user!;
+        const online = p.online.has(u.id);
+        const streak = p.streaks.get(u.id)?.current;
+        return h(
+          "li",
+          { class: "member", "data-user-id": u.id, "data-online": u.coach ? undefined : String(online) },
+          u.coach ? h("span", { "aria-hidden": "true", text: "🤖" }) : h("span", { class: online ? "dot online" : "dot", "aria-label": online ? "online" : "offline" }),
+          h("span", { class: "member-name", text: u.id === this.store.me.userId ? `${u.displayName} (you)` : u.displayName }),
+          streak ? h("span", { class: "streak", title: `${streak}-day streak`, text: `🔥${streak}` }) : null,
+        );
+      },
+    );
+  }
+
+  private updateProgress(p: PodState): void {
+    if (p.progress !== "loaded") {
+      this.progress.replaceChildren();
+      return;
+    }
+    const done = p.checkedInOn === localDate();
+    const streak = p.streaks.get(this.store.me.userId);
+    const label = done ? "✓ Checked in today" : "Check in";
+    const sig = `${label}|${streak?.current}|${streak?.longest}`;
+    if (this.progress.dataset.sig === sig) return;
+    this.progress.dataset.sig = sig;
+    const button = h("button", { type: "button", class: done ? "checkin done" : "checkin primary", disabled: done, text: label });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      this.showError(await this.actions.checkIn(p));
+    });
+    replace(
+      this.progress,
+      button,
+      streak && streak.current > 0 && h("span", { class: "my-streak", title: `Longest: ${streak.longest} days`, text: `🔥 ${streak.current}-day streak` }),
+    );
+  }
+
+  private updateMessages(p: PodState): void {
+    const s = this.scroller;
+    const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 40;
+    const firstBefore = this.list.firstElementChild;
+    const heightBefore = s.scrollHeight;
+    const topBefore = s.scrollTop;
+
+    this.older.hidden = !(p.history === "loaded" && p.hasMore);
+    this.historyNote.textContent =
+      p.history === "loading" ? "Loading…" : p.history === "error" ? "Couldn't load the history; it loads again when the connection is back." : p.history === "loaded" && !p.hasMore ? "This is the start of the pod." : "";
+
+    const rows: Row[] = [
+      ...this.store.sortedMessages(p).map((m): Row => ({ kind: "message", m })),
+      ...this.store.outgoing(p.pod.id).map((o): Row => ({ kind: "outgoing", o })),
+    ];
+    patchList(
+      this.list,
+      rows,
+      // An acknowledged message of ours keeps the key of its optimistic
+      // copy, so the row is replaced in place rather than moved.
+      (r) => (r.kind === "message" ? (r.m.authorId === this.store.me.userId ? `k:${r.m.idempotencyKey}` : `m:${r.m.id}`) : `k:${r.o.key}`),
+      (r) => (r.kind === "message" ? "m" + messageSig(this.store, p, r.m, this.ui) : "o" + outgoingSig(r.o)),
+      (r) => (r.kind === "message" ? messageRow(this.store, p, r.m, this.ui, this) : outgoingRow(this.store, r.o, this)),
+    );
+
+    if (firstBefore && this.list.firstElementChild !== firstBefore && !atBottom) {
+      // Older messages came in above: keep what the user was reading in place.
+      s.scrollTop = topBefore + (s.scrollHeight - heightBefore);
+    } else if (atBottom || this.stickToBottom) {
+      s.scrollTop = s.scrollHeight;
+      this.stickToBottom = false;
+    }
+  }
+
+  private updateTyping(p: PodState): void {
+    const names = [...p.typing.keys()].map((id) => this.store.displayName(p, id));
+    this.typingLine.textContent =
+      names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`;
+  }
+
+  private loadOlder(): void {
+    const p = this.pod;
+    if (p && p.history === "loaded" && p.hasMore) void this.actions.loadHistory(p, true);
+  }
+
+  private async leaveClicked(): Promise<void> {
+    if (!this.leaveArmed) {
+      this.leaveArmed = true;
+      this.update();
+      return;
+    }
+    this.showError(await this.actions.leavePod(this.podId));
+  }
+
+  private send(): void {
+    const body = this.input.value.trim();
+    if (!body) return;
+    this.actions.send(this.podId, body, this.humor.getAttribute("aria-pressed") === "true");
+    this.input.value = "";
+    this.humor.setAttribute("aria-pressed", "false");
+    this.stopTyping();
+    this.stickToBottom = true;
+    this.store.changed();
+  }
+
+  /** typed tells the pod we are typing, at most every few seconds. */
+  private typed(): void {
+    if (!this.input.value.trim()) {
+      this.stopTyping();
+      return;
+    }
+    const now = Date.now();
+    if (!this.typing || now - this.typingSentAt >= typingRepeatMs) {
+      this.typing = true;
+      this.typingSentAt = now;
+      this.actions.setTyping(this.podId, true);
+    }
+    clearTimeout(this.typingIdle);
+    this.typingIdle = window.setTimeout(() => this.stopTyping(), typingIdleMs);
+  }
+
+  private stopTyping(): void {
+    clearTimeout(this.typingIdle);
+    if (!this.typing) return;
+    this.typing = false;
+    this.actions.setTyping(this.podId, false);
+  }
+
+  private showError(text: string | null): void {
+    this.error.textContent = text ?? "";
+  }
+
+  // --- RowHandlers ---
+
+  async react(m: Message, emoji: string): Promise<void> {
+    this.ui.pickerId = null;
+    this.store.changed();
+    this.showError(await this.actions.toggleReaction(m, emoji));
+  }
+
+  togglePicker(m: Message): void {
+    this.ui.pickerId = this.ui.pickerId === m.id ? null : m.id;
+    this.store.changed();
+  }
+
+  startEdit(m: Message): void {
+    this.ui = { editingId: m.id, confirmDeleteId: null, pickerId: null };
+    this.store.changed();
+  }
+
+  async saveEdit(m: Message, body: string): Promise<void> {
+    this.ui.editingId = null;
+    this.store.changed();
+    if (body !== m.body) this.showError(await this.actions.edit(m, body));
+    this.input.focus();
+  }
+
+  cancel(): void {
+    this.ui = { editingId: null, confirmDeleteId: null, pickerId: null };
+    this.store.changed();
+  }
+
+  armDelete(m: Message): void {
+    this.ui = { editingId: null, confirmDeleteId: m.id, pickerId: null };
+    this.store.changed();
+  }
+
+  async confirmDelete(m: Message): Promise<void> {
+    this.ui.confirmDeleteId = null;
+    this.showError(await this.actions.remove(m));
+  }
+
+  retry(o: Outgoing): void {
+    this.actions.retry(o.key);
+  }
+}

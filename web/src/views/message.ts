@@ -1,0 +1,158 @@
+// One row of the chat: an acknowledged message (with reactions, edit and
+// delete) or one of ours still being sent.
+
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { h } from "../dom";
+import { CoachTrigger } from "../gen/pods/v1/realtime_pb";
+import type { Message } from "../gen/pods/v1/types_pb";
+import type { Outgoing, PodState, Store } from "../store";
+
+/** The emoji offered for quick reactions. */
+const quickEmoji = ["👍", "❤️", "😂", "🔥", "🎉"];
+
+/** What the chat view remembers about rows between renders. */
+export interface RowUi {
+  editingId: string | null;
+  confirmDeleteId: string | null;
+  pickerId: string | null;
+}
+
+/** The callbacks a row's buttons use. */
+export interface RowHandlers {
+  react(m: Message, emoji: string): void;
+  togglePicker(m: Message): void;
+  startEdit(m: Message): void;
+  saveEdit(m: Message, body: string): void;
+  cancel(): void;
+  armDelete(m: Message): void;
+  confirmDelete(m: Message): void;
+  retry(o: Outgoing): void;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+
+const triggerLabels: Partial<Record<CoachTrigger, string>> = {
+  [CoachTrigger.QUIET]: "nudge",
+  [CoachTrigger.CONFLICT]: "cooling down",
+  [CoachTrigger.REMINDER]: "reminder",
+};
+
+/** messageSig changes whenever the row of m would render differently. */
+export function messageSig(store: Store, p: PodState, m: Message, ui: RowUi): string {
+  return JSON.stringify([
+    m.body,
+    m.humor,
+    m.editedAt?.seconds.toString(),
+    m.reactions.map((r) => [r.emoji, r.userIds]),
+    store.displayName(p, m.authorId),
+    p.coachTriggers.get(m.id),
+    ui.editingId === m.id,
+    ui.confirmDeleteId === m.id,
+    ui.pickerId === m.id,
+  ]);
+}
+
+export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on: RowHandlers): HTMLElement {
+  const me = store.me.userId;
+  const mine = m.authorId === me;
+  const coach = store.isCoach(p, m.authorId);
+  const trigger = p.coachTriggers.get(m.id);
+  const created = m.createdAt ? timestampDate(m.createdAt) : null;
+
+  const meta = h(
+    "div",
+    { class: "meta" },
+    h("span", { class: "author", text: coach ? `🤖 ${store.displayName(p, m.authorId)}` : store.displayName(p, m.authorId) }),
+    created && h("time", { datetime: created.toISOString(), text: timeFormat.format(created) }),
+    coach && h("span", { class: "tag coach-tag", text: trigger && triggerLabels[trigger] ? `coach · ${triggerLabels[trigger]}` : "coach" }),
+    m.humor && h("span", { class: "tag humor-tag", title: "Marked as a joke", text: "😄 joke" }),
+    m.editedAt && h("span", { class: "tag", text: "edited" }),
+    mine && h("span", { class: "state", text: "✓ Sent" }),
+  );
+
+  let body: HTMLElement;
+  if (ui.editingId === m.id) {
+    const input = h("input", { class: "edit-input", value: m.body, "aria-label": "Edit message", maxlength: 4000 });
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") on.cancel();
+    });
+    body = h(
+      "form",
+      { class: "edit-form" },
+      input,
+      h("button", { type: "submit", class: "primary", text: "Save" }),
+      h("button", { type: "button", text: "Cancel", onclick: () => on.cancel() }),
+    );
+    body.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (text) on.saveEdit(m, text);
+    });
+    queueMicrotask(() => input.focus());
+  } else {
+    body = h("p", { class: "body", text: m.body });
+  }
+
+  const chips = m.reactions.map((r) => {
+    const reacted = r.userIds.includes(me);
+    const names = r.userIds.map((u) => store.displayName(p, u)).join(", ");
+    return h("button", { type: "button", class: "chip", "aria-pressed": String(reacted), title: names, onclick: () => on.react(m, r.emoji) }, `${r.emoji} ${r.userIds.length}`);
+  });
+  const picker =
+    ui.pickerId === m.id &&
+    h(
+      "span",
+      { class: "picker", role: "group", "aria-label": "React with" },
+      quickEmoji.map((e) => h("button", { type: "button", class: "emoji", "aria-label": `React ${e}`, text: e, onclick: () => on.react(m, e) })),
+    );
+
+  const tools = h(
+    "div",
+    { class: "tools" },
+    h("button", { type: "button", class: "react", "aria-label": "Add reaction", "aria-expanded": String(ui.pickerId === m.id), text: "☺+", onclick: () => on.togglePicker(m) }),
+    mine && ui.editingId !== m.id && h("button", { type: "button", class: "edit", text: "Edit", onclick: () => on.startEdit(m) }),
+    mine &&
+      (ui.confirmDeleteId === m.id
+        ? [
+            h("button", { type: "button", class: "danger", text: "Delete for good", onclick: () => on.confirmDelete(m) }),
+            h("button", { type: "button", text: "Keep", onclick: () => on.cancel() }),
+          ]
+        : h("button", { type: "button", class: "delete", text: "Delete", onclick: () => on.armDelete(m) })),
+  );
+
+  return h(
+    "li",
+    {
+      class: ["msg", mine && "mine", coach && "coach"].filter(Boolean).join(" "),
+      "data-status": "sent",
+      "data-message-id": m.id,
+      "data-seq": m.seq.toString(),
+    },
+    meta,
+    body,
+    h("div", { class: "reactions" }, chips, picker),
+    tools,
+  );
+}
+
+/** outgoingSig changes whenever the row of o would render differently. */
+export function outgoingSig(o: Outgoing): string {
+  return [o.status, o.error ?? ""].join("|");
+}
+
+export function outgoingRow(store: Store, o: Outgoing, on: RowHandlers): HTMLElement {
+  const failed = o.status === "failed";
+  return h(
+    "li",
+    { class: "msg mine", "data-status": o.status, "data-key": o.key },
+    h(
+      "div",
+      { class: "meta" },
+      h("span", { class: "author", text: store.me.displayName }),
+      o.humor && h("span", { class: "tag humor-tag", text: "😄 joke" }),
+      h("span", { class: "state", text: failed ? `⚠ Not sent${o.error ? `: ${o.error}` : ""}` : "⏳ Sending…" }),
+    ),
+    h("p", { class: "body", text: o.body }),
+    failed && h("div", { class: "tools" }, h("button", { type: "button", class: "retry primary", text: "Retry", onclick: () => on.retry(o) })),
+  );
+}

@@ -1,0 +1,111 @@
+// Unit tests of the store's stream rules: cursors, gaps, replays, and the
+// optimistic copy of a message meeting its acknowledgement.
+import assert from "node:assert/strict";
+import { beforeEach, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
+import { MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
+import { Store } from "../src/store";
+
+// The little of the browser the store touches.
+const storage = new Map<string, string>();
+Object.assign(globalThis, {
+  window: globalThis,
+  document: { visibilityState: "visible" },
+  localStorage: {
+    getItem: (k: string) => storage.get(k) ?? null,
+    setItem: (k: string, v: string) => storage.set(k, v),
+    removeItem: (k: string) => storage.delete(k),
+  },
+});
+
+const me = { token: "t", userId: "u-me", handle: "me", displayName: "Me" };
+const podId = "p-1";
+
+function newStore(): Store {
+  const store = new Store(me, () => {}, () => {});
+  const members = ["u-me", "u-ana"].map((id) => create(MemberSchema, { user: create(UserSchema, { id, displayName: id }) }));
+  store.ready(
+    create(ReadySchema, {
+      heartbeatSeconds: 15,
+      pods: [create(PodSummarySchema, { pod: create(PodSchema, { id: podId, name: "Pod", members }), lastSeq: 10n, unreadCount: 2n, onlineUserIds: ["u-ana"] })],
+    }),
+  );
+  return store;
+}
+
+function msg(seq: bigint, id: string, authorId = "u-ana", key = `k-${id}`) {
+  return create(MessageSchema, { id, podId, seq, authorId, body: `body ${id}`, idempotencyKey: key });
+}
+
+function created(seq: bigint, id: string, authorId = "u-ana", key = `k-${id}`): Event {
+  const message = msg(seq, id, authorId, key);
+  return create(EventSchema, { podId, seq, kind: { case: "messageCreated", value: { $typeName: "pods.v1.MessageCreated", message } } });
+}
+
+let store: Store;
+beforeEach(() => {
+  storage.clear();
+  store = newStore();
+});
+
+test("a pod not in the cursors starts after ready's last seq", () => {
+  assert.deepEqual(store.cursors(), { [podId]: 10n });
+  assert.equal(store.pods.get(podId)!.unread, 2);
+});
+
+test("events apply in order, replays are ignored, a gap asks for a new stream", () => {
+  assert.equal(store.event(created(11n, "m11")), "ok");
+  assert.equal(store.event(created(11n, "m11")), "ok"); // replay
+  assert.equal(store.event(created(9n, "m9")), "ok"); // older than the cursor
+  assert.equal(store.pods.get(podId)!.messages.size, 1);
+  assert.equal(store.event(created(13n, "m13")), "gap");
+  assert.deepEqual(store.cursors(), { [podId]: 11n });
+  assert.equal(store.pods.get(podId)!.messages.has("m13"), false);
+});
+
+test("an event without a kind still moves the cursor", () => {
+  assert.equal(store.event(create(EventSchema, { podId, seq: 11n })), "ok");
+  assert.deepEqual(store.cursors(), { [podId]: 11n });
+});
+
+test("only live messages of others count as unread", () => {
+  store.event(created(11n, "m11"));
+  store.event(created(12n, "m12", "u-me"));
+  assert.equal(store.pods.get(podId)!.unread, 3);
+});
+
+test("the acknowledged message replaces its optimistic copy, once", () => {
+  store.outbox.set("key-1", { key: "key-1", podId, body: "hi", humor: false, status: "pending", createdAt: 1 });
+  store.event(created(11n, "m11", "u-me", "key-1"));
+  assert.equal(store.outbox.size, 0);
+  // The SendMessage answer arrives after the event: still one message.
+  store.upsertMessage(store.pods.get(podId)!.messages.get("m11")!);
+  assert.equal(store.pods.get(podId)!.messages.size, 1);
+  assert.equal(store.outgoing(podId).length, 0);
+});
+
+test("a deleted message is not revived by a late history page", () => {
+  store.event(created(11n, "m11"));
+  store.event(create(EventSchema, { podId, seq: 12n, kind: { case: "messageDeleted", value: { $typeName: "pods.v1.MessageDeleted", messageId: "m11" } } }));
+  store.mergeHistory(store.pods.get(podId)!, [msg(11n, "m11")]);
+  assert.equal(store.pods.get(podId)!.messages.size, 0);
+});
+
+test("presence and typing are ephemeral and apply at once", () => {
+  store.event(create(EventSchema, { podId, kind: { case: "presence", value: { $typeName: "pods.v1.Presence", userId: "u-ana", online: false } } }));
+  assert.equal(store.pods.get(podId)!.online.has("u-ana"), false);
+  store.event(create(EventSchema, { podId, kind: { case: "typing", value: { $typeName: "pods.v1.Typing", userId: "u-ana", typing: true } } }));
+  assert.equal(store.pods.get(podId)!.typing.has("u-ana"), true);
+  store.event(created(11n, "m11")); // her message ends her typing
+  assert.equal(store.pods.get(podId)!.typing.has("u-ana"), false);
+  assert.deepEqual(store.cursors(), { [podId]: 11n });
+});
+
+test("a live join asks for a fresh ready; a pod missing from ready is dropped", () => {
+  const joined = create(EventSchema, { podId, seq: 11n, kind: { case: "memberJoined", value: { $typeName: "pods.v1.MemberJoined", userId: "u-bo" } } });
+  assert.equal(store.event(joined), "resubscribe");
+  assert.deepEqual(store.cursors(), { [podId]: 11n });
+  store.ready(create(ReadySchema, { pods: [] }));
+  assert.equal(store.pods.size, 0);
+});
