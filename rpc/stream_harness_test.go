@@ -75,6 +75,16 @@ func (s *sub) nextLogged() *podsv1.Event {
 	}
 }
 
+// nextNotPresence returns the next event that is not a presence event.
+func (s *sub) nextNotPresence() *podsv1.Event {
+	s.t.Helper()
+	for {
+		if ev := s.next(); ev.GetPresence() == nil {
+			return ev
+		}
+	}
+}
+
 // ready returns the stream's first event, which must be ready.
 func (s *sub) ready() *podsv1.Ready {
 	s.t.Helper()

@@ -104,8 +104,11 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 		recvCtx, cancelRecv := context.WithDeadline(readCtx, nextStatus)
 		msg, err := conn.ReceiveMessage(recvCtx)
 		cancelRecv()
+		if readCtx.Err() != nil {
+			return readCtx.Err()
+		}
 		if pgconn.Timeout(err) {
-			continue
+			continue // time for a status update
 		}
 		if err != nil {
 			return err

@@ -115,10 +115,12 @@ export class Store implements StreamSink {
     p.cursor = ev.seq;
     this.applyLogged(p, ev);
     this.changed();
-    // The stream announces presence only when it changes, not when someone
-    // joins: a fresh ready tells who of the new pod (or the new member) is
-    // online. Replayed joins need none, the last ready was after them.
-    if (ev.kind.case === "memberJoined" && ev.seq > p.countedUpTo) return "resubscribe";
+    // Our own live join (perhaps on another device): a fresh ready brings
+    // the pod's summary. Others' joins need none: the stream announces the
+    // newcomer's presence, and ours to a pod we join.
+    if (ev.kind.case === "memberJoined" && ev.kind.value.userId === this.me.userId && ev.seq > p.countedUpTo) {
+      return "resubscribe";
+    }
     return "ok";
   }
 

@@ -102,10 +102,12 @@ test("presence and typing are ephemeral and apply at once", () => {
   assert.deepEqual(store.cursors(), { [podId]: 11n });
 });
 
-test("a live join asks for a fresh ready; a pod missing from ready is dropped", () => {
-  const joined = create(EventSchema, { podId, seq: 11n, kind: { case: "memberJoined", value: { $typeName: "pods.v1.MemberJoined", userId: "u-bo" } } });
-  assert.equal(store.event(joined), "resubscribe");
-  assert.deepEqual(store.cursors(), { [podId]: 11n });
+test("our own live join asks for a fresh ready, another's does not; a pod missing from ready is dropped", () => {
+  const joined = (seq: bigint, userId: string) =>
+    create(EventSchema, { podId, seq, kind: { case: "memberJoined", value: { $typeName: "pods.v1.MemberJoined", userId } } });
+  assert.equal(store.event(joined(11n, "u-bo")), "ok");
+  assert.equal(store.event(joined(12n, "u-me")), "resubscribe");
+  assert.deepEqual(store.cursors(), { [podId]: 12n });
   store.ready(create(ReadySchema, { pods: [] }));
   assert.equal(store.pods.size, 0);
 });
