@@ -33,3 +33,19 @@ func CheckLogicalReplication(ctx context.Context, q Querier) error {
 	}
 	return nil
 }
+
+// NotificationQueueUsage returns the fraction of the server's NOTIFY queue
+// in use: at 1, every NOTIFY fails.
+func NotificationQueueUsage(ctx context.Context, q Querier) (float64, error) {
+	var usage float64
+	err := q.QueryRow(ctx, `SELECT pg_notification_queue_usage()`).Scan(&usage)
+	return usage, translate(err, "reading notification queue usage")
+}
+
+// WALBytesAfter returns how many bytes of WAL the server has written past
+// lsn, a position in the form "16/B374D848".
+func WALBytesAfter(ctx context.Context, q Querier, lsn string) (float64, error) {
+	var n float64
+	err := q.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8`, lsn).Scan(&n)
+	return n, translate(err, "reading the WAL position")
+}

@@ -26,6 +26,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/pods-dev/pods/db"
 )
 
@@ -51,13 +54,17 @@ type Config struct {
 	Tick time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Metrics is where the coach registers its metrics (one coach per
+	// registry). Default: a private registry nobody reads.
+	Metrics prometheus.Registerer
 }
 
 // Coach finds triggers and speaks.
 type Coach struct {
-	cfg    Config
-	log    *slog.Logger
-	scorer *Scorer
+	cfg           Config
+	log           *slog.Logger
+	scorer        *Scorer
+	interventions *prometheus.CounterVec // by trigger and source
 }
 
 // Job attempts before a job is given up.
@@ -86,10 +93,17 @@ func New(cfg Config) *Coach {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
 	if cfg.Model == nil {
 		cfg.Logger.Info("coach: no model configured; answering offline from templates")
 	}
-	return &Coach{cfg: cfg, log: cfg.Logger, scorer: NewScorer()}
+	interventions := promauto.With(cfg.Metrics).NewCounterVec(prometheus.CounterOpts{
+		Name: "pods_coach_interventions_total",
+		Help: "Coach interventions completed on this node, by trigger (quiet, conflict, reminder) and source of the text (model, or offline templates).",
+	}, []string{"trigger", "source"})
+	return &Coach{cfg: cfg, log: cfg.Logger, scorer: NewScorer(), interventions: interventions}
 }
 
 // Run schedules and works jobs every tick until ctx ends.
@@ -225,6 +239,7 @@ func (c *Coach) run(ctx context.Context, job db.CoachJob) error {
 	if err != nil {
 		return err
 	}
+	c.interventions.WithLabelValues(job.Kind, source).Inc()
 	c.log.Info("coach: intervened", "pod", job.PodID, "trigger", job.Kind, "source", source,
 		"latency", latency, "message", msg.ID)
 	return nil

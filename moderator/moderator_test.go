@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/db/dbtest"
 	"github.com/pods-dev/pods/moderator"
@@ -245,11 +247,15 @@ func TestModelGetsTheRightRequest(t *testing.T) {
 	w := newWorld(t, "UTC")
 	model := newFakeModel(t, "How did waking up at 6 go today, everyone?")
 	w.say(1, "slept through the alarm again", false)
-	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour)})
+	reg := prometheus.NewRegistry()
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour), Metrics: reg})
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
 	if len(got) != 1 || got[0] != "model: How did waking up at 6 go today, everyone?" {
 		t.Fatalf("interventions %v", got)
+	}
+	if n := interventionsCounted(t, reg, db.JobQuiet, "model"); n != 1 {
+		t.Fatalf("%v model interventions counted, want 1", n)
 	}
 	req := model.requests[0]
 	if req["temperature"] != 0.1 || req["max_tokens"] != float64(150) || req["model"] != "llama-3-test" {
@@ -268,11 +274,15 @@ func TestModelDownMeansOfflineAnswer(t *testing.T) {
 	w := newWorld(t, "UTC")
 	model := newFakeModel(t, "unused")
 	model.failures.Store(1000)
-	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour)})
+	reg := prometheus.NewRegistry()
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour), Metrics: reg})
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "offline: ") {
 		t.Fatalf("interventions %v, want one offline answer", got)
+	}
+	if n := interventionsCounted(t, reg, db.JobQuiet, "offline"); n != 1 {
+		t.Fatalf("%v offline interventions counted, want 1", n)
 	}
 	if n := len(model.requests); n != 2 {
 		t.Fatalf("%d model calls, want 2 attempts", n)
@@ -352,4 +362,29 @@ func TestRemindersAtLocalTimeAcrossDST(t *testing.T) {
 	if strings.Contains(got, "Ana") || strings.Count(got, "Ben,") != 2 || strings.Count(got, "Cleo,") != 2 {
 		t.Fatalf("reminders name the wrong people:\n%s", got)
 	}
+}
+
+// interventionsCounted returns pods_coach_interventions_total of a trigger
+// and source, or -1 if reg does not have it.
+func interventionsCounted(t *testing.T, reg *prometheus.Registry, trigger, source string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "pods_coach_interventions_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := make(map[string]string)
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["trigger"] == trigger && labels["source"] == source {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return -1
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pods-dev/pods/db/dbtest"
 	"github.com/pods-dev/pods/rpc"
@@ -21,11 +23,14 @@ import (
 
 func TestMain(m *testing.M) { dbtest.Main(m) }
 
-// env is a real server over h2c on its own database.
+// env is a real server over h2c on its own database, with its metrics at
+// /metrics as podsd serves them.
 type env struct {
 	t   *testing.T
 	db  *dbtest.Database
 	url string
+	api *rpc.Server
+	srv *http.Server
 }
 
 func newEnv(t *testing.T, cfg rpc.Config) *env {
@@ -42,9 +47,15 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	if cfg.WriteRate == 0 {
 		cfg.WriteRate, cfg.WriteBurst = 1000, 1000
 	}
+	metrics := prometheus.NewRegistry()
+	cfg.Metrics, hubCfg.Metrics = metrics, metrics
 	hubCfg.Pool, hubCfg.Logger = d.Pool, cfg.Logger
 	cfg.Hub = stream.NewHub(hubCfg)
-	srv := httptest.NewUnstartedServer(rpc.New(cfg).Handler())
+	api := rpc.New(cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	mux.Handle("/", api.Handler())
+	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.Protocols = h2c()
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -55,7 +66,7 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	done := make(chan struct{})
 	go func() { cfg.Hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })
-	return &env{t: t, db: d, url: srv.URL}
+	return &env{t: t, db: d, url: srv.URL, api: api, srv: srv.Config}
 }
 
 // h2c is what the server speaks: HTTP/1.1 and cleartext HTTP/2.

@@ -5,12 +5,14 @@
 package rpc
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
@@ -30,6 +32,9 @@ type Config struct {
 	// Zero means DefaultPasswordMemoryKiB; load tests that sign up
 	// thousands of users lower it.
 	PasswordMemoryKiB uint32
+	// Metrics is where the server registers its metrics (one server per
+	// registry). Nil means a private registry nobody reads.
+	Metrics prometheus.Registerer
 }
 
 // Typing signals allowed per user and pod: clients send one when typing
@@ -47,6 +52,7 @@ type Server struct {
 	logger *slog.Logger
 	writes *rateLimiter
 	typing *rateLimiter // per user and pod
+	calls  *metricsInterceptor
 
 	passwordMemoryKiB uint32
 }
@@ -65,10 +71,14 @@ func New(cfg Config) *Server {
 	if cfg.PasswordMemoryKiB == 0 {
 		cfg.PasswordMemoryKiB = DefaultPasswordMemoryKiB
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
+		calls:             newMetricsInterceptor(cfg.Metrics),
 		passwordMemoryKiB: cfg.PasswordMemoryKiB,
 	}
 }
@@ -76,7 +86,7 @@ func New(cfg Config) *Server {
 // Handler returns every service, plus gRPC health checking and reflection
 // (for grpcurl and buf curl), on one mux.
 func (s *Server) Handler() http.Handler {
-	opts := connect.WithInterceptors(&authInterceptor{pool: s.pool, logger: s.logger})
+	opts := connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, logger: s.logger})
 	mux := http.NewServeMux()
 	mux.Handle(podsv1connect.NewAuthServiceHandler(authService{s}, opts))
 	mux.Handle(podsv1connect.NewPodServiceHandler(podService{s}, opts))
@@ -92,4 +102,21 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	return withResponseController(mux)
+}
+
+// Shutdown drains srv, which serves Handler: srv stops accepting
+// connections and calls (its listeners close, HTTP/2 clients get GOAWAY),
+// then open Subscribe streams end with unavailable, so that clients
+// resubscribe elsewhere with their cursors, while calls in flight finish.
+// If ctx ends first, Shutdown closes the connections still open and
+// returns ctx's error. The hub keeps running: stop it afterwards.
+func (s *Server) Shutdown(ctx context.Context, srv *http.Server) error {
+	// Called once the listeners are closed, so no stream told to leave
+	// can come back here.
+	srv.RegisterOnShutdown(s.hub.Close)
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		srv.Close()
+	}
+	return err
 }

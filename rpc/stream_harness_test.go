@@ -110,3 +110,17 @@ func (s *sub) quiet(d time.Duration) {
 		}
 	}
 }
+
+// subscribeErr opens a stream that must fail, and returns its error.
+func (e *env) subscribeErr(c *client, cursors map[string]int64) error {
+	e.t.Helper()
+	stream, err := c.Live.Subscribe(context.Background(), connect.NewRequest(&podsv1.SubscribeRequest{Cursors: cursors}))
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		e.t.Fatalf("a stream that should fail sent %v", stream.Msg().Event)
+	}
+	return stream.Err()
+}

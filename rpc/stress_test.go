@@ -290,6 +290,9 @@ func TestSlowConsumerIsCutOffWithoutDelayingOthers(t *testing.T) {
 	if cursor >= start+n {
 		t.Fatalf("the stuck stream received everything (%d); nothing was tested", cursor)
 	}
+	if cut := e.metrics()["pods_stream_slow_consumers_total"]; cut != 1 {
+		t.Fatalf("%v slow consumers counted, want 1", cut)
+	}
 	// Resuming from its cursor loses nothing.
 	resumed := e.subscribe(slowUser, map[string]int64{pod.Id: cursor})
 	resumed.ready()

@@ -47,4 +47,11 @@
 // own reads fail ends with unavailable, and the client resumes from its
 // cursors. Nothing a node holds in memory is needed to resume: the log in
 // Postgres is the only truth.
+//
+// # Shutdown
+//
+// Close ends every stream with unavailable and refuses new ones. A server
+// calls it once it has stopped accepting connections (rpc.Server.Shutdown
+// does), so that clients resubscribe on another node; Run goes on until its
+// context ends, which the server cancels after the calls in flight finish.
 package stream

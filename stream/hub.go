@@ -8,10 +8,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/convert"
@@ -31,7 +33,7 @@ type Config struct {
 	// Heartbeat is the interval of heartbeat events. Default 15 s.
 	Heartbeat time.Duration
 	// QueueSize bounds each subscriber's queue of undelivered batches; a
-	// subscriber whose queue is full is cut off. Default 1024.
+	// subscriber whose queue is full is cut off. Default 256.
 	QueueSize int
 	// BatchSize is the most events read per pod in one query. Default 500.
 	BatchSize int
@@ -55,6 +57,9 @@ type Config struct {
 	// ChangeSource is SourceNotify (the default) or SourceWAL. Run sets up
 	// the database for it.
 	ChangeSource string
+	// Metrics is where the hub registers its metrics (one hub per
+	// registry). Default: a private registry nobody reads.
+	Metrics prometheus.Registerer
 }
 
 // Hub fans the event log out to subscribers. One Hub runs per process.
@@ -65,12 +70,15 @@ type Hub struct {
 	mu      sync.Mutex
 	pods    map[string]*podState            // pods with at least one subscriber
 	users   map[string]map[*subscriber]bool // every open subscriber, by user
-	dirty   map[string]bool                 // pods that may have unread events
+	dirty   map[string]time.Time            // pods that may have unread events → since when
 	wake    chan struct{}                   // cap 1: dirty pods are waiting
 	streams map[string]string               // open stream id → user id, for presence
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
+
+	metrics     *metrics
+	walPosition atomic.Uint64 // the WAL position handled; 0 while not replicating
 }
 
 // podState is the hub's read position in one pod's log and who gets it.
@@ -90,7 +98,7 @@ func NewHub(cfg Config) *Hub {
 		cfg.Heartbeat = 15 * time.Second
 	}
 	if cfg.QueueSize == 0 {
-		cfg.QueueSize = 1024
+		cfg.QueueSize = 256
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 500
@@ -116,17 +124,22 @@ func NewHub(cfg Config) *Hub {
 	if cfg.ChangeSource == "" {
 		cfg.ChangeSource = SourceNotify
 	}
-	return &Hub{
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	h := &Hub{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		pods:    make(map[string]*podState),
 		users:   make(map[string]map[*subscriber]bool),
-		dirty:   make(map[string]bool),
+		dirty:   make(map[string]time.Time),
 		wake:    make(chan struct{}, 1),
 		streams: make(map[string]string),
 
 		closing: make(chan struct{}),
 	}
+	h.metrics = newMetrics(cfg.Metrics, h)
+	return h
 }
 
 // Close ends every stream with unavailable, so that clients resubscribe to
@@ -224,15 +237,15 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 func (h *Hub) resync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
 	for id := range h.pods {
-		h.dirty[id] = true
+		h.markDirtyLocked(id, now)
 	}
 	for _, subs := range h.users {
 		for s := range subs {
 			s.membershipsChanged()
 		}
 	}
-	h.signal()
 }
 
 func (h *Hub) notified(channel, payload string) {
@@ -241,8 +254,7 @@ func (h *Hub) notified(channel, payload string) {
 	switch channel {
 	case channelEvents:
 		if _, ok := h.pods[payload]; ok {
-			h.dirty[payload] = true
-			h.signal()
+			h.markDirtyLocked(payload, time.Now())
 		}
 	case channelMembers:
 		for s := range h.users[payload] {
@@ -253,8 +265,12 @@ func (h *Hub) notified(channel, payload string) {
 	}
 }
 
-// signal wakes the fetcher. h.mu must be held.
-func (h *Hub) signal() {
+// markDirtyLocked marks a pod dirty since a time, keeping the earliest,
+// and wakes the fetcher. h.mu must be held.
+func (h *Hub) markDirtyLocked(podID string, since time.Time) {
+	if t, ok := h.dirty[podID]; !ok || since.Before(t) {
+		h.dirty[podID] = since
+	}
 	select {
 	case h.wake <- struct{}{}:
 	default:
@@ -271,7 +287,7 @@ func (h *Hub) fetch(ctx context.Context) {
 			return
 		case <-h.wake:
 		}
-		cursors := h.takeDirty()
+		cursors, since := h.takeDirty()
 		if len(cursors) == 0 {
 			continue
 		}
@@ -281,25 +297,27 @@ func (h *Hub) fetch(ctx context.Context) {
 				return
 			}
 			h.log.Warn("stream: reading events failed", "err", err, "retry_in", backoff)
-			h.markDirty(cursors)
+			h.markDirty(since)
 			sleep(ctx, jitter(backoff))
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if h.fanOut(batches) {
+		if h.fanOut(batches, since) {
 			sleep(ctx, time.Millisecond) // let the commit become visible
 		}
 	}
 }
 
 // takeDirty empties the dirty set, returning the position of each dirty
-// pod whose position is known. Pods still being attached stay dirty.
-func (h *Hub) takeDirty() []db.PodCursor {
+// pod whose position is known, and since when each is dirty. Pods still
+// being attached stay dirty.
+func (h *Hub) takeDirty() ([]db.PodCursor, map[string]time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cursors := make([]db.PodCursor, 0, len(h.dirty))
-	for id := range h.dirty {
+	since := make(map[string]time.Time, len(h.dirty))
+	for id, t := range h.dirty {
 		ps := h.pods[id]
 		if ps == nil {
 			delete(h.dirty, id)
@@ -307,25 +325,25 @@ func (h *Hub) takeDirty() []db.PodCursor {
 		}
 		if ps.known {
 			cursors = append(cursors, db.PodCursor{PodID: id, After: ps.lastSeq})
+			since[id] = t
 			delete(h.dirty, id)
 		}
 	}
-	return cursors
+	return cursors, since
 }
 
-func (h *Hub) markDirty(cursors []db.PodCursor) {
+func (h *Hub) markDirty(since map[string]time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, c := range cursors {
-		h.dirty[c.PodID] = true
+	for id, t := range since {
+		h.markDirtyLocked(id, t)
 	}
-	h.signal()
 }
 
-// fanOut converts each batch once and queues it to the pod's subscribers.
-// It reports whether a pod has yet to reach a seq the WAL source saw
-// committed (it stays dirty).
-func (h *Hub) fanOut(batches []db.EventBatch) (behind bool) {
+// fanOut converts each batch once and queues it to the pod's subscribers;
+// since says when each pod became dirty. It reports whether a pod has yet
+// to reach a seq the WAL source saw committed (it stays dirty).
+func (h *Hub) fanOut(batches []db.EventBatch, since map[string]time.Time) (behind bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, b := range batches {
@@ -333,7 +351,7 @@ func (h *Hub) fanOut(batches []db.EventBatch) (behind bool) {
 		if ps == nil {
 			continue
 		}
-		d := delivery{podID: b.PodID, gone: b.Gone}
+		d := &delivery{podID: b.PodID, gone: b.Gone}
 		for _, e := range b.Events {
 			if e.Seq <= ps.lastSeq {
 				continue
@@ -348,14 +366,17 @@ func (h *Hub) fanOut(batches []db.EventBatch) (behind bool) {
 		}
 		if len(b.Events) == h.cfg.BatchSize || ps.lastSeq < ps.wantSeq && !b.Gone {
 			behind = behind || ps.lastSeq < ps.wantSeq
-			h.dirty[b.PodID] = true
-			h.signal()
+			h.markDirtyLocked(b.PodID, since[b.PodID])
 		}
 		if len(d.events) == 0 && !d.gone {
 			continue
 		}
+		latency := time.Since(since[b.PodID]).Seconds()
+		for range d.events {
+			h.metrics.latency.Observe(latency)
+		}
 		for s := range ps.subs {
-			s.push(d)
+			s.push(d, h.metrics.logged)
 		}
 		if d.gone {
 			delete(h.pods, b.PodID)
@@ -432,9 +453,8 @@ func (h *Hub) attach(ctx context.Context, s *subscriber, podIDs []string) error 
 			ps.lastSeq = seq
 		}
 		ps.known = true
-		if !exists || h.dirty[id] {
-			h.dirty[id] = true
-			h.signal()
+		if _, dirty := h.dirty[id]; !exists || dirty {
+			h.markDirtyLocked(id, time.Now())
 		}
 	}
 	return nil

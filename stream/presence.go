@@ -105,10 +105,10 @@ func (h *Hub) ephemeral(channel, payload string) {
 		}
 		ev := &podsv1.Event{PodId: podID, At: now, Kind: &podsv1.Event_ReadUpdated{
 			ReadUpdated: &podsv1.ReadUpdated{Seq: seq, UnreadCount: unread}}}
-		d := delivery{podID: podID, events: []*podsv1.Event{ev}}
+		d := &delivery{podID: podID, events: []*podsv1.Event{ev}}
 		for s := range h.users[userID] {
 			if h.pods[podID] != nil && h.pods[podID].subs[s] {
-				s.push(d)
+				s.push(d, h.metrics.ephemeral)
 			}
 		}
 	default:
@@ -123,10 +123,10 @@ func (h *Hub) pushToPod(podID, userID string, ev *podsv1.Event) {
 	if ps == nil {
 		return
 	}
-	d := delivery{podID: podID, events: []*podsv1.Event{ev}}
+	d := &delivery{podID: podID, events: []*podsv1.Event{ev}}
 	for s := range ps.subs {
 		if s.userID != userID {
-			s.push(d)
+			s.push(d, h.metrics.ephemeral)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pods-dev/pods/db"
@@ -28,27 +29,27 @@ type delivery struct {
 // blocking; its own goroutine (Serve) does everything else.
 type subscriber struct {
 	userID  string
-	queue   chan delivery
+	queue   chan *delivery
 	refresh chan struct{} // cap 1: the user joined a pod
 
 	cutOnce  sync.Once
 	cut      chan struct{} // closed when the queue overflowed
-	onCutOff func()
+	onCutOff func()        // called once, when cut closes
 }
 
-// push queues d, or cuts the subscriber off if its queue is full. The hub
-// calls it with its lock held.
-func (s *subscriber) push(d delivery) {
-	select {
-	case s.queue <- d:
-	default:
-		s.cutOnce.Do(func() {
-			close(s.cut)
-			if s.onCutOff != nil {
-				s.onCutOff()
-			}
-		})
+// push queues d, adding its events to fannedOut first, or cuts the
+// subscriber off if its queue is full. The hub calls it with its lock held:
+// nobody else sends to the queue, so a queue with room takes d at once.
+func (s *subscriber) push(d *delivery, fannedOut prometheus.Counter) {
+	if len(s.queue) < cap(s.queue) {
+		fannedOut.Add(float64(len(d.events)))
+		s.queue <- d
+		return
 	}
+	s.cutOnce.Do(func() {
+		close(s.cut)
+		s.onCutOff()
+	})
 }
 
 func (s *subscriber) membershipsChanged() {
@@ -90,11 +91,16 @@ type stream struct {
 // the catch-up from req.Cursors, then live events and heartbeats.
 func (h *Hub) Serve(ctx context.Context, req Request) error {
 	s := &subscriber{
-		userID:   req.UserID,
-		queue:    make(chan delivery, h.cfg.QueueSize),
-		refresh:  make(chan struct{}, 1),
-		cut:      make(chan struct{}),
-		onCutOff: req.CutOff,
+		userID:  req.UserID,
+		queue:   make(chan *delivery, h.cfg.QueueSize),
+		refresh: make(chan struct{}, 1),
+		cut:     make(chan struct{}),
+		onCutOff: func() {
+			h.metrics.slow.Inc()
+			if req.CutOff != nil {
+				req.CutOff()
+			}
+		},
 	}
 	st := &stream{hub: h, sub: s, req: req, sent: make(map[string]int64)}
 	select {
@@ -102,6 +108,8 @@ func (h *Hub) Serve(ctx context.Context, req Request) error {
 		return ErrClosing
 	default:
 	}
+	h.metrics.open.Inc()
+	defer h.metrics.open.Dec()
 	// Registered before memberships are read: a join after the read
 	// triggers a refresh.
 	h.register(s)
@@ -239,7 +247,7 @@ func (st *stream) catchUp(ctx context.Context, podID string) error {
 
 // deliver sends the events of d the client has not had, filling any gap
 // from the log first.
-func (st *stream) deliver(ctx context.Context, d delivery) error {
+func (st *stream) deliver(ctx context.Context, d *delivery) error {
 	for _, ev := range d.events {
 		last, ok := st.sent[d.podID]
 		switch {

@@ -92,7 +92,9 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 	connected()
 	h.resync()
 	r := &walReader{hub: h, relations: make(map[uint32]*pglogrepl.RelationMessageV2), podColumn: -1, seqColumn: -1,
-		txPods: make(map[string]int64), confirmed: start}
+		txPods: make(map[string]int64)}
+	r.advance(start)
+	defer h.walPosition.Store(0)
 	nextStatus := time.Now().Add(standbyInterval)
 	for {
 		if time.Now().After(nextStatus) {
@@ -139,7 +141,7 @@ func (r *walReader) handle(data []byte) (bool, error) {
 		}
 		if len(r.txPods) == 0 {
 			// Between transactions: everything up to here is handled.
-			r.confirmed = max(r.confirmed, keepalive.ServerWALEnd)
+			r.advance(keepalive.ServerWALEnd)
 		}
 		return keepalive.ReplyRequested, nil
 	case pglogrepl.XLogDataByteID:
@@ -183,7 +185,7 @@ func (r *walReader) decode(walData []byte) error {
 		r.txPods[pod] = max(r.txPods[pod], seq)
 	case *pglogrepl.CommitMessage:
 		r.hub.walCommitted(r.txPods)
-		r.confirmed = max(r.confirmed, msg.TransactionEndLSN)
+		r.advance(msg.TransactionEndLSN)
 		clear(r.txPods)
 	}
 	return nil
@@ -196,13 +198,20 @@ func (r *walReader) decode(walData []byte) error {
 func (h *Hub) walCommitted(pods map[string]int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
 	for id, seq := range pods {
 		if ps, ok := h.pods[id]; ok {
 			ps.wantSeq = max(ps.wantSeq, seq)
-			h.dirty[id] = true
-			h.signal()
+			h.markDirtyLocked(id, now)
 		}
 	}
+}
+
+// advance moves the confirmed position to lsn if that is later, and
+// publishes it for the lag metric.
+func (r *walReader) advance(lsn pglogrepl.LSN) {
+	r.confirmed = max(r.confirmed, lsn)
+	r.hub.walPosition.Store(uint64(r.confirmed))
 }
 
 // sendStatus confirms the position of the last handled commit.

@@ -16,12 +16,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/moderator"
@@ -34,6 +39,7 @@ type config struct {
 	addr           string
 	databaseURL    string
 	dbMaxConns     int
+	pprof          bool
 	dataDir        string
 	logLevel       slog.Level
 	passwordMemory uint
@@ -70,6 +76,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.llm.Model, "llm-model", envOr("PODS_LLM_MODEL", "meta-llama/llama-3.1-8b-instruct"), "the coach's model [PODS_LLM_MODEL]")
 	fs.StringVar(&cfg.llm.APIKey, "llm-api-key", envOr("PODS_LLM_API_KEY", os.Getenv("OPENROUTER_API_KEY")), "API key of the model; empty: the coach answers offline from templates [PODS_LLM_API_KEY, OPENROUTER_API_KEY]")
 	fs.Float64Var(&cfg.writeRate, "write-rate", 10, "writes per second allowed per user, sustained")
+	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (for profiling; do not expose)")
 	fs.IntVar(&cfg.writeBurst, "write-burst", 30, "writes allowed per user in a burst")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: podsd [flags]\n       podsd [flags] migrate up|down|status\n\nflags:\n")
@@ -86,6 +93,7 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop) // the first signal drains; a second one kills
 
 	databaseURL, stopPostgres, err := database(ctx, cfg, logger)
 	if err != nil {
@@ -145,13 +153,15 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	}
 	defer pool.Close()
 
+	metrics := newMetrics()
 	hub := stream.NewHub(stream.Config{
 		Pool: pool, Logger: logger, NodeID: cfg.nodeID, PresenceGrace: cfg.presenceGrace, ChangeSource: cfg.changeSource,
+		Metrics: metrics,
 	})
 	if err := hub.Prepare(ctx); err != nil {
 		return err
 	}
-	coach, err := newCoach(cfg, pool, logger)
+	coach, err := newCoach(cfg, pool, logger, metrics)
 	if err != nil {
 		return err
 	}
@@ -165,12 +175,20 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	api := rpc.New(rpc.Config{
 		Pool: pool, Hub: hub, Logger: logger,
 		WriteRate: cfg.writeRate, WriteBurst: cfg.writeBurst, PasswordMemoryKiB: uint32(cfg.passwordMemory),
+		Metrics: metrics,
 	})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	if cfg.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	mux.Handle("/", web.WithAPI(api.Handler())) // the web client at /, the API at /pods.v1.*
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           web.WithAPI(api.Handler()), // the web client at /, the API at /pods.v1.*
+		Handler:           mux,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No read or write timeout: they would cut long-lived streams.
@@ -189,15 +207,25 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	hub.Close() // open streams end and resubscribe elsewhere
+	// Stop accepting, send open streams elsewhere, finish the calls in
+	// flight; then the deferred calls stop the hub and the coach and close
+	// the pool.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return api.Shutdown(shutdownCtx, srv)
+}
+
+// newMetrics returns the registry /metrics serves, holding the Go runtime's
+// and the process's metrics; the components add theirs.
+func newMetrics() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // newCoach returns the coach, on the model if an API key is configured.
-func newCoach(cfg config, pool *db.Pool, logger *slog.Logger) (*moderator.Coach, error) {
-	coachCfg := moderator.Config{Pool: pool, Logger: logger, QuietAfter: cfg.coachQuiet}
+func newCoach(cfg config, pool *db.Pool, logger *slog.Logger, metrics prometheus.Registerer) (*moderator.Coach, error) {
+	coachCfg := moderator.Config{Pool: pool, Logger: logger, QuietAfter: cfg.coachQuiet, Metrics: metrics}
 	if cfg.llm.APIKey != "" {
 		llm, err := moderator.NewLLM(cfg.llm)
 		if err != nil {
