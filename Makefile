@@ -37,5 +37,11 @@ lint: ## buf lint, gofmt and go vet
 verify: lint web ## fail if generated code or the web bundle is stale, or lint fails
 	@test -z "$$(git status --porcelain -- rpc/gen web/src/gen web/dist)" || { git status --short -- rpc/gen web/src/gen web/dist; echo 'generated code or web/dist is stale: run make web and commit'; exit 1; }
 
-bench: ## run the Go benchmarks
+# Flags for every podsbench run of make bench, e.g. '--change-source wal'.
+PODSBENCH_FLAGS ?=
+
+bench: ## Go benchmarks, then podsbench seed, mid, high and pgbench, each on a fresh private server, and a summary
 	go test -run '^$$' -bench . -benchmem ./...
+	@results=$$(mktemp); trap 'rm -f "$$results"' EXIT; \
+	for s in seed mid high pgbench; do go run ./cmd/podsbench --scenario $$s $(PODSBENCH_FLAGS) >>"$$results"; done; \
+	echo; go run ./cmd/podsbench --summary "$$results"

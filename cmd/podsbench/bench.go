@@ -5,69 +5,150 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// benchmark sets up the pods, sends the load, waits for the deliveries and
-// returns the figures.
-func benchmark(ctx context.Context, opts options) (*result, error) {
-	load := opts.load
-	runID := newRunID()
-	clk := clock{base: time.Now()}
-	fmt.Fprintf(os.Stderr, "run %s: %d pods × %d members, %g msg/s for %s, %s\n",
-		runID, load.pods, membersPerPod, load.rate, load.duration, protocolName(opts.http1))
+// fleet is a run's pods and members, and their streams once open.
+type fleet struct {
+	opts      options
+	runID     string
+	pods      []*pod
+	members   []*member
+	setupTime time.Duration
+	// phase is the phase being measured; nil between phases.
+	phase  atomic.Pointer[sends]
+	phases int // phases so far, which give their messages distinct keys
 
-	streamCtx, stopStreams := context.WithCancel(ctx)
-	defer stopStreams()
+	stopStreams context.CancelFunc // nil while the streams are closed
+	listeners   sync.WaitGroup
+}
+
+// newFleet signs up the members and creates the pods.
+func newFleet(ctx context.Context, opts options) (*fleet, error) {
+	f := &fleet{opts: opts, runID: newRunID()}
+	n := opts.load.pods * membersPerPod
+	fmt.Fprintf(os.Stderr, "run %s: %d pods × %d members, %s over %d connections\n",
+		f.runID, opts.load.pods, membersPerPod, protocolName(opts.http1), opts.conns)
 	var progress setupProgress
 	began := time.Now()
 	stopProgress := every(time.Second, func() string {
-		return fmt.Sprintf("setup %4.0fs: users %d/%d, pods %d/%d, streams %d/%d", time.Since(began).Seconds(),
-			progress.users.Load(), load.pods*membersPerPod, progress.pods.Load(), load.pods,
-			progress.streams.Load(), load.pods*membersPerPod)
+		return fmt.Sprintf("setup %4.0fs: users %d/%d, pods %d/%d", time.Since(began).Seconds(),
+			progress.users.Load(), n, progress.pods.Load(), opts.load.pods)
 	})
-	pods, err := setUp(ctx, streamCtx, opts, runID, &progress)
+	pods, err := setUp(ctx, opts, f.runID, &f.phase, &progress)
 	stopProgress()
 	if err != nil {
 		return nil, err
 	}
-	setupTime := time.Since(began)
-	fmt.Fprintf(os.Stderr, "setup done in %s\n", setupTime.Round(time.Millisecond))
-
-	s := newSends(runID, int(load.rate*load.duration.Seconds()))
-	var c counters
-	var listeners sync.WaitGroup
+	f.pods = pods
 	for _, p := range pods {
+		f.members = append(f.members, p.members...)
+	}
+	f.setupTime = time.Since(began)
+	fmt.Fprintf(os.Stderr, "setup done in %s\n", f.setupTime.Round(time.Millisecond))
+	return f, nil
+}
+
+// open subscribes every member and has a goroutine read each stream until
+// close.
+func (f *fleet) open(ctx context.Context) error {
+	streamCtx, stop := context.WithCancel(ctx)
+	var progress setupProgress
+	began := time.Now()
+	stopProgress := every(time.Second, func() string {
+		return fmt.Sprintf("subscribing %4.0fs: streams %d/%d", time.Since(began).Seconds(), progress.streams.Load(), len(f.members))
+	})
+	err := openStreams(ctx, streamCtx, f.opts, f.members, &progress)
+	stopProgress()
+	if err != nil {
+		stop()
+		return err
+	}
+	f.stopStreams = stop
+	for _, m := range f.members {
+		f.listeners.Go(func() { m.listen(streamCtx, f.opts.timeout) })
+	}
+	return nil
+}
+
+// close ends every stream and waits until their goroutines are done.
+func (f *fleet) close() {
+	if f.stopStreams != nil {
+		f.stopStreams()
+		f.listeners.Wait()
+		f.stopStreams = nil
+	}
+}
+
+// startPhase makes a record of n messages the current phase.
+func (f *fleet) startPhase(n int) *sends {
+	f.phases++
+	s := newSends(fmt.Sprintf("%sp%d", f.runID, f.phases), n)
+	f.phase.Store(s)
+	return s
+}
+
+// endPhase stops recording and returns what every stream saw during the
+// phase, by pod and member.
+func (f *fleet) endPhase() [][]streamLog {
+	f.phase.Store(nil)
+	logs := make([][]streamLog, len(f.pods))
+	for i, p := range f.pods {
 		for _, m := range p.members {
-			listeners.Go(func() { m.listen(streamCtx, clk, s, &c, opts.timeout) })
+			logs[i] = append(logs[i], m.takeLog())
 		}
 	}
+	return logs
+}
 
-	before := sampleResources(opts.pid)
+// run sends rate messages per second for d on the open streams, waits for
+// the deliveries and returns the figures.
+func (f *fleet) run(ctx context.Context, rate float64, d time.Duration) (*result, error) {
+	s := f.startPhase(int(rate * d.Seconds()))
+	before := sampleResources(f.opts.pid)
 	phaseStart := clk.now()
-	stopProgress = every(time.Second, func() string {
+	stopProgress := every(time.Second, func() string {
 		return fmt.Sprintf("load %4.0fs: sent %d, errors %d, delivered %d",
-			time.Duration(clk.now()-phaseStart).Seconds(), c.sent.Load(), c.failed.Load(), c.delivered.Load())
+			time.Duration(clk.now()-phaseStart).Seconds(), s.sent.Load(), s.failed.Load(), s.delivered.Load())
 	})
 	jobs := make(chan job, len(s.pod))
-	go schedule(ctx, pods, load.rate, s, jobs)
-	sendAll(ctx, opts.senders, opts.timeout, clk, s, &c, jobs)
+	go schedule(ctx, f.pods, rate, s, jobs)
+	sendAll(ctx, f.opts.senders, f.opts.timeout, s, jobs)
 	sendEnd := clk.now()
-	drain(ctx, &c, opts.drain)
+	drain(ctx, s, f.opts.drain)
 	stopProgress()
-	after := sampleResources(opts.pid)
-	stopStreams()
-	listeners.Wait()
+	after := sampleResources(f.opts.pid)
+	logs := f.endPhase()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	res := analyze(logs, s, phaseStart, sendEnd)
+	res.Protocol = protocolName(f.opts.http1)
+	res.Pods, res.Streams, res.Rate, res.DurationS = len(f.pods), len(f.members), rate, d.Seconds()
+	res.SetupS = round3(f.setupTime.Seconds())
+	res.add(f.opts.pid, before, after)
+	return res, nil
+}
 
-	res := analyze(pods, s, phaseStart, sendEnd)
-	res.Scenario, res.Protocol = opts.name, protocolName(opts.http1)
-	res.Pods, res.Streams, res.Rate, res.DurationS = load.pods, load.pods*membersPerPod, load.rate, load.duration.Seconds()
-	res.SetupS = round3(setupTime.Seconds())
-	res.addResources(opts.pid, before, after)
+// latency runs seed, mid and high: the pods and streams, then one phase of
+// load.
+func latency(ctx context.Context, opts options) (*result, error) {
+	f, err := newFleet(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.open(ctx); err != nil {
+		return nil, err
+	}
+	defer f.close()
+	fmt.Fprintf(os.Stderr, "sending %g msg/s for %s\n", opts.load.rate, opts.load.duration)
+	res, err := f.run(ctx, opts.load.rate, opts.load.duration)
+	if err != nil {
+		return nil, err
+	}
+	res.Scenario, res.ChangeSource = opts.name, opts.changeSource
 	return res, nil
 }
 
@@ -80,10 +161,10 @@ func protocolName(http1 bool) string {
 
 // drain waits until every successfully sent message has reached every
 // member of its pod, or for at most d.
-func drain(ctx context.Context, c *counters, d time.Duration) {
+func drain(ctx context.Context, s *sends, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if c.delivered.Load() >= (c.sent.Load()-c.failed.Load())*membersPerPod {
+		if s.delivered.Load() >= (s.sent.Load()-s.failed.Load())*membersPerPod {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

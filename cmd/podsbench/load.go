@@ -20,19 +20,33 @@ type clock struct{ base time.Time }
 
 func (c clock) now() int64 { return int64(time.Since(c.base)) }
 
-// sends is the record of every message of the run, preallocated and
-// indexed by the message's number, which its idempotency key carries.
+// clk is the run's clock: every timestamp podsbench records comes from it.
+var clk = clock{base: time.Now()}
+
+// sends is the record of one phase's messages, preallocated and indexed by
+// the message's number, which its idempotency key carries, with the
+// phase's live totals.
 type sends struct {
 	keyPrefix string
 	pod       []int32        // the pod's index; set before the send
 	start     []atomic.Int64 // clock time just before SendMessage; 0 = not sent
 	end       []int64        // clock time SendMessage returned; read after the senders are done
 	err       []error        // its error; read after the senders are done
+	counters
 }
 
-func newSends(runID string, n int) *sends {
+// counters are a phase's live totals, for the progress line and to tell
+// when everything has arrived.
+type counters struct {
+	sent, failed atomic.Int64
+	delivered    atomic.Int64 // messages of the phase new to the stream that got them
+	ready        atomic.Int64 // streams that got their first ready of the phase
+}
+
+// newSends returns the record of n messages whose keys start with prefix.
+func newSends(prefix string, n int) *sends {
 	return &sends{
-		keyPrefix: runID + "-",
+		keyPrefix: prefix + "-",
 		pod:       make([]int32, n),
 		start:     make([]atomic.Int64, n),
 		end:       make([]int64, n),
@@ -44,7 +58,7 @@ func newSends(runID string, n int) *sends {
 func (s *sends) key(i int) string { return s.keyPrefix + strconv.Itoa(i) }
 
 // index returns the number of the message with this key, if it is one of
-// the run's.
+// the phase's.
 func (s *sends) index(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, s.keyPrefix)
 	if !ok {
@@ -60,40 +74,55 @@ type delivery struct {
 	at  int64 // clock time it arrived
 }
 
-// streamLog is what one member's stream saw. Only the stream's goroutine
-// writes it; it is read after that goroutine ended.
+// streamLog is what one member's stream saw during a phase.
 type streamLog struct {
 	deliveries []delivery
-	lastSeq    int64 // the cursor to resume from
-	reconnects int
-	errs       []string // why the stream ended, each time it did
-}
-
-// counters are the live totals shown in the progress line.
-type counters struct {
-	sent, failed, delivered atomic.Int64
+	readyAt    int64    // clock time of the phase's first ready; 0 = none
+	reconnects int      // times the stream ended early
+	failures   int      // subscribe attempts that failed
+	errs       []string // why the stream ended or an attempt failed, each time
 }
 
 // listen reads m's stream until ctx ends, resubscribing from its cursor
-// when the stream ends early.
-func (m *member) listen(ctx context.Context, clk clock, s *sends, c *counters, timeout time.Duration) {
+// whenever the stream ends early, as a real client would.
+func (m *member) listen(ctx context.Context, timeout time.Duration) {
 	for {
-		m.read(clk, s, c)
+		m.read()
 		err := m.stream.Err()
 		m.stream.Close()
 		m.cancelStream()
 		if ctx.Err() != nil {
 			return
 		}
-		m.log.reconnects++
-		m.log.errs = append(m.log.errs, errString(err))
-		for m.subscribe(ctx, timeout) != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+		m.note(&m.log.reconnects, err)
+		if !m.resubscribe(ctx, timeout) {
+			return
 		}
 	}
+}
+
+// resubscribe tries to subscribe every 100 ms until it succeeds or ctx
+// ends, and reports whether it succeeded.
+func (m *member) resubscribe(ctx context.Context, timeout time.Duration) bool {
+	for {
+		err := m.subscribe(ctx, timeout)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		m.note(&m.log.failures, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// note counts a stream end or a failed attempt, with its cause.
+func (m *member) note(count *int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	*count++
+	m.log.errs = append(m.log.errs, errString(err))
 }
 
 // errString is err's code or message, for counting stream ends by cause.
@@ -107,23 +136,43 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// read records every messageCreated event of the run until the stream ends.
-func (m *member) read(clk clock, s *sends, c *counters) {
+// read moves m's cursor and records the current phase's messageCreated
+// events until the stream ends.
+func (m *member) read() {
 	for m.stream.Receive() {
 		at := clk.now()
 		ev := m.stream.Msg().GetEvent()
-		if ev.GetPodId() == m.pod.id && ev.GetSeq() > 0 {
-			m.log.lastSeq = ev.GetSeq()
+		fresh := ev.GetPodId() == m.pod.id && ev.GetSeq() > m.cursor
+		if fresh {
+			m.cursor = ev.GetSeq()
 		}
-		msg := ev.GetMessageCreated().GetMessage()
-		if msg == nil {
+		key := ev.GetMessageCreated().GetMessage().GetIdempotencyKey()
+		if key == "" {
 			continue
 		}
-		if i, ok := s.index(msg.GetIdempotencyKey()); ok {
-			m.log.deliveries = append(m.log.deliveries, delivery{msg: int32(i), at: at})
-			c.delivered.Add(1)
+		// The phase is looked up under the lock that takeLog takes, so a
+		// delivery never lands in the log of a phase it is not part of.
+		m.mu.Lock()
+		if s := m.phase.Load(); s != nil {
+			if i, ok := s.index(key); ok {
+				m.log.deliveries = append(m.log.deliveries, delivery{msg: int32(i), at: at})
+				if fresh {
+					s.delivered.Add(1)
+				}
+			}
 		}
+		m.mu.Unlock()
 	}
+}
+
+// takeLog returns what m's stream saw since the last call and starts a new
+// log.
+func (m *member) takeLog() streamLog {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := m.log
+	m.log = streamLog{}
+	return l
 }
 
 // job is one message to send.
@@ -132,7 +181,7 @@ type job struct {
 	m *member
 }
 
-// schedule hands out the run's messages at rate per second, each from a
+// schedule hands out the phase's messages at rate per second, each from a
 // random member of a random pod, and closes jobs when all are out or ctx
 // ends. jobs must hold them all, so that busy senders never hold it up.
 func schedule(ctx context.Context, pods []*pod, rate float64, s *sends, jobs chan<- job) {
@@ -149,21 +198,26 @@ func schedule(ctx context.Context, pods []*pod, rate float64, s *sends, jobs cha
 		}
 		due := min(len(s.pod), int(time.Since(began).Seconds()*rate)+1)
 		for ; next < due; next++ {
-			p := rand.IntN(len(pods))
-			s.pod[next] = int32(p)
-			jobs <- job{i: next, m: pods[p].members[rand.IntN(len(pods[p].members))]}
+			jobs <- randomJob(pods, s, next)
 		}
 	}
 }
 
+// randomJob is message i from a random member of a random pod.
+func randomJob(pods []*pod, s *sends, i int) job {
+	p := rand.IntN(len(pods))
+	s.pod[i] = int32(p)
+	return job{i: i, m: pods[p].members[rand.IntN(len(pods[p].members))]}
+}
+
 // sendAll runs senders goroutines that send the jobs until there are no
 // more.
-func sendAll(ctx context.Context, senders int, timeout time.Duration, clk clock, s *sends, c *counters, jobs <-chan job) {
+func sendAll(ctx context.Context, senders int, timeout time.Duration, s *sends, jobs <-chan job) {
 	var wg sync.WaitGroup
 	for range senders {
 		wg.Go(func() {
 			for j := range jobs {
-				j.m.send(ctx, timeout, clk, s, c, j.i)
+				j.m.send(ctx, timeout, s, j.i)
 			}
 		})
 	}
@@ -171,7 +225,7 @@ func sendAll(ctx context.Context, senders int, timeout time.Duration, clk clock,
 }
 
 // send posts message i from m and records when it started and ended.
-func (m *member) send(ctx context.Context, timeout time.Duration, clk clock, s *sends, c *counters, i int) {
+func (m *member) send(ctx context.Context, timeout time.Duration, s *sends, i int) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req := authed(m, &podsv1.SendMessageRequest{
@@ -181,8 +235,8 @@ func (m *member) send(ctx context.Context, timeout time.Duration, clk clock, s *
 	_, err := m.chat.SendMessage(ctx, req)
 	s.end[i] = clk.now()
 	s.err[i] = err
-	c.sent.Add(1)
+	s.sent.Add(1)
 	if err != nil {
-		c.failed.Add(1)
+		s.failed.Add(1)
 	}
 }

@@ -11,15 +11,17 @@ import (
 	"time"
 )
 
-// result holds the figures of a run; its JSON form is podsbench's last line.
+// result holds the figures of a phase of load: a run of seed, mid or high
+// (its JSON form is then podsbench's last line), or a step of max.
 type result struct {
-	Scenario  string  `json:"scenario"`
-	Protocol  string  `json:"protocol"`
-	Pods      int     `json:"pods"`
-	Streams   int     `json:"streams"`
-	Rate      float64 `json:"rate"`
-	DurationS float64 `json:"duration_s"`
-	SetupS    float64 `json:"setup_s"`
+	Scenario     string  `json:"scenario,omitempty"`
+	ChangeSource string  `json:"change_source,omitempty"` // empty: a server podsbench did not start
+	Protocol     string  `json:"protocol"`
+	Pods         int     `json:"pods"`
+	Streams      int     `json:"streams"`
+	Rate         float64 `json:"rate"`
+	DurationS    float64 `json:"duration_s"`
+	SetupS       float64 `json:"setup_s"`
 
 	Sent       int            `json:"sent"`
 	SendErrors int            `json:"send_errors"`
@@ -28,21 +30,26 @@ type result struct {
 	SendP50Ms  float64        `json:"send_p50_ms"`
 	SendP99Ms  float64        `json:"send_p99_ms"`
 
-	Expected       int            `json:"expected"`
-	Delivered      int            `json:"delivered"`
-	Lost           int            `json:"lost"`
-	Dups           int            `json:"dups"`
-	Unexpected     int            `json:"unexpected"`
-	Reconnects     int            `json:"reconnects"`
-	StreamEnds     map[string]int `json:"stream_ends_by_cause,omitempty"`
-	DeliveriesPerS float64        `json:"deliveries_per_s"`
-	P50Ms          float64        `json:"p50_ms"`
-	P95Ms          float64        `json:"p95_ms"`
-	P99Ms          float64        `json:"p99_ms"`
-	MaxMs          float64        `json:"max_ms"`
+	Expected         int            `json:"expected"`
+	Delivered        int            `json:"delivered"`
+	Lost             int            `json:"lost"`
+	Dups             int            `json:"dups"`
+	Unexpected       int            `json:"unexpected"`
+	Reconnects       int            `json:"reconnects"`
+	FailedSubscribes int            `json:"failed_subscribes"`
+	StreamEnds       map[string]int `json:"stream_ends_by_cause,omitempty"`
+	DeliveriesPerS   float64        `json:"deliveries_per_s"`
+	P50Ms            float64        `json:"p50_ms"`
+	P95Ms            float64        `json:"p95_ms"`
+	P99Ms            float64        `json:"p99_ms"`
+	MaxMs            float64        `json:"max_ms"`
 
-	// MeasuredS is the wall time over which CPU time is measured: the
-	// sending and the drain.
+	usage
+}
+
+// usage is the CPU time and memory used over a measured stretch.
+type usage struct {
+	// MeasuredS is the wall time over which CPU time is measured.
 	MeasuredS      float64 `json:"measured_s"`
 	ServerCPUS     float64 `json:"server_cpu_s,omitempty"`
 	ServerCPUPct   float64 `json:"server_cpu_pct,omitempty"`
@@ -52,11 +59,12 @@ type result struct {
 	ServerStatsErr string  `json:"server_stats_error,omitempty"`
 }
 
-// analyze computes the delivery figures: every message sent without error
-// is expected once on every stream of its pod.
-func analyze(pods []*pod, s *sends, phaseStart, sendEnd int64) *result {
+// analyze computes the delivery figures of a phase from what each stream
+// saw, by pod and member: every message sent without error is expected
+// once on every stream of its pod.
+func analyze(logs [][]streamLog, s *sends, phaseStart, sendEnd int64) *result {
 	r := &result{SendErrs: map[string]int{}, StreamEnds: map[string]int{}}
-	expected := make([][]int32, len(pods)) // per pod, the messages it should get
+	expected := make([][]int32, len(logs)) // per pod, the messages it should get
 	var sendTimes []time.Duration
 	for i := range s.pod {
 		start := s.start[i].Load()
@@ -78,9 +86,9 @@ func analyze(pods []*pod, s *sends, phaseStart, sendEnd int64) *result {
 
 	var latencies []time.Duration
 	events, lastAt := 0, phaseStart
-	for pi, p := range pods {
-		for _, m := range p.members {
-			d := m.log.deliveries
+	for pi, pod := range logs {
+		for _, l := range pod {
+			d := l.deliveries
 			events += len(d)
 			slices.SortStableFunc(d, func(a, b delivery) int { return cmp.Compare(a.msg, b.msg) })
 			got := 0
@@ -98,8 +106,9 @@ func analyze(pods []*pod, s *sends, phaseStart, sendEnd int64) *result {
 			}
 			r.Expected += len(expected[pi])
 			r.Delivered += got
-			r.Reconnects += m.log.reconnects
-			for _, e := range m.log.errs {
+			r.Reconnects += l.reconnects
+			r.FailedSubscribes += l.failures
+			for _, e := range l.errs {
 				r.StreamEnds[e]++
 			}
 		}
@@ -114,9 +123,9 @@ func analyze(pods []*pod, s *sends, phaseStart, sendEnd int64) *result {
 	return r
 }
 
-// addResources adds the CPU time used between two samples and the
-// server's peak RSS.
-func (r *result) addResources(pid int, before, after resources) {
+// add sets the CPU time used between two samples and the server's peak
+// RSS.
+func (r *usage) add(pid int, before, after resources) {
 	r.MeasuredS = round3(after.wall.Sub(before.wall).Seconds())
 	r.BenchCPUS = round3((after.bench - before.bench).Seconds())
 	if pid == 0 {
@@ -154,18 +163,30 @@ func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // print writes the figures as a table.
 func (r *result) print(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(name, format string, args ...any) {
-		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
-	}
-	row("scenario", "%s (%s): %d pods, %d streams, %g msg/s for %gs", r.Scenario, r.Protocol, r.Pods, r.Streams, r.Rate, r.DurationS)
+	tw, row := table(w)
+	row("scenario", "%s (%s%s): %d pods, %d streams, %g msg/s for %gs", r.Scenario, r.Protocol, sourceNote(r.ChangeSource), r.Pods, r.Streams, r.Rate, r.DurationS)
 	row("setup", "%.1f s", r.SetupS)
 	row("sent", "%d (%.1f/s), %d errors%s", r.Sent, r.SendRate, r.SendErrors, causes(r.SendErrs))
 	row("SendMessage", "p50 %.2f ms, p99 %.2f ms", r.SendP50Ms, r.SendP99Ms)
 	row("deliveries", "%d of %d expected (%.0f/s)", r.Delivered, r.Expected, r.DeliveriesPerS)
 	row("lost / dups / unexpected", "%d / %d / %d", r.Lost, r.Dups, r.Unexpected)
-	row("stream reconnects", "%d%s", r.Reconnects, causes(r.StreamEnds))
+	row("stream reconnects", "%d, %d failed attempts%s", r.Reconnects, r.FailedSubscribes, causes(r.StreamEnds))
 	row("send→delivery", "p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms", r.P50Ms, r.P95Ms, r.P99Ms, r.MaxMs)
+	r.usage.print(row)
+	tw.Flush()
+}
+
+// table returns a tabwriter on w and a function that writes one row of it
+// (a name, then format applied to args); flush the tabwriter at the end.
+func table(w io.Writer) (*tabwriter.Writer, func(name, format string, args ...any)) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	return tw, func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{name}, args...)...)
+	}
+}
+
+// print writes the usage as rows of a table.
+func (r *usage) print(row func(name, format string, args ...any)) {
 	switch {
 	case r.ServerStatsErr != "":
 		row("server", "no figures: %s", r.ServerStatsErr)
@@ -174,7 +195,6 @@ func (r *result) print(w io.Writer) {
 		row("server peak RSS", "%.1f MiB (podsd only)", r.ServerRSSPeakM)
 	}
 	row("podsbench CPU", "%.2f s in %.1f s", r.BenchCPUS, r.MeasuredS)
-	tw.Flush()
 }
 
 // causes formats counts by cause, if there are any.
@@ -185,9 +205,17 @@ func causes(counts map[string]int) string {
 	return fmt.Sprint(" ", counts)
 }
 
-// printJSON writes the figures as one line of JSON.
-func (r *result) printJSON(w io.Writer) error {
-	b, err := json.Marshal(r)
+// sourceNote names the server's change source, if podsbench started it.
+func sourceNote(source string) string {
+	if source == "" {
+		return ""
+	}
+	return ", " + source
+}
+
+// printJSON writes v as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

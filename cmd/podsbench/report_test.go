@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -31,5 +32,33 @@ func TestSendsIndex(t *testing.T) {
 		if i, ok := s.index(key); ok {
 			t.Errorf("index(%q) = %d, want none", key, i)
 		}
+	}
+}
+
+func TestAnalyze(t *testing.T) {
+	ms := func(n int) int64 { return int64(time.Duration(n) * time.Millisecond) }
+	// Messages 0 and 1 went to pod 0, 2 to pod 1 but failed.
+	s := newSends("r", 3)
+	for i, p := range []int32{0, 0, 1} {
+		s.pod[i] = p
+		s.start[i].Store(ms(10 * (i + 1)))
+		s.end[i] = ms(10*(i+1) + 5)
+	}
+	s.err[2] = errors.New("unavailable")
+	logs := [][]streamLog{
+		{
+			{deliveries: []delivery{{1, ms(22)}, {0, ms(11)}}},
+			{deliveries: []delivery{{0, ms(14)}, {0, ms(15)}}, reconnects: 1, errs: []string{"resource_exhausted"}},
+		},
+		{{deliveries: []delivery{{2, ms(31)}}}},
+	}
+	r := analyze(logs, s, ms(10), ms(40))
+	if r.Sent != 3 || r.SendErrors != 1 || r.Expected != 4 || r.Delivered != 3 || r.Lost != 1 ||
+		r.Dups != 1 || r.Unexpected != 1 || r.Reconnects != 1 || r.StreamEnds["resource_exhausted"] != 1 {
+		t.Errorf("analyze = %+v", r)
+	}
+	// Latencies 1, 2 and 4 ms.
+	if r.P50Ms != 2 || r.MaxMs != 4 || r.SendP50Ms != 5 {
+		t.Errorf("p50 %g ms, max %g ms, send p50 %g ms; want 2, 4, 5", r.P50Ms, r.MaxMs, r.SendP50Ms)
 	}
 }

@@ -22,6 +22,7 @@ import (
 // server is a podsd that podsbench built and started.
 type server struct {
 	url    string
+	args   []string // podsd's flags
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited; nil before it started
 	log    *lineLimiter
@@ -30,7 +31,7 @@ type server struct {
 
 // startServer builds ./cmd/podsd, starts it on a free port with its own
 // Postgres in a temporary folder, and waits until it answers.
-func startServer(ctx context.Context) (*server, error) {
+func startServer(ctx context.Context, opts options) (*server, error) {
 	dir, err := os.MkdirTemp("", "podsbench-")
 	if err != nil {
 		return nil, err
@@ -41,6 +42,10 @@ func startServer(ctx context.Context) (*server, error) {
 		return nil, err
 	}
 	s := &server{dir: dir}
+	if err := s.build(ctx, opts); err != nil {
+		s.stop()
+		return nil, err
+	}
 	if err := s.start(ctx); err != nil {
 		s.stop()
 		return nil, err
@@ -48,7 +53,8 @@ func startServer(ctx context.Context) (*server, error) {
 	return s, nil
 }
 
-func (s *server) start(ctx context.Context) error {
+// build builds podsd and chooses its flags.
+func (s *server) build(ctx context.Context, opts options) error {
 	bin := filepath.Join(s.dir, "podsd")
 	fmt.Fprintln(os.Stderr, "building ./cmd/podsd")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/podsd")
@@ -61,8 +67,18 @@ func (s *server) start(ctx context.Context) error {
 		return err
 	}
 	s.url = "http://" + addr
-	s.cmd = exec.Command(bin, "--addr", addr, "--data-dir", filepath.Join(s.dir, "data"),
-		"--password-memory-kib", "64", "--write-rate", "1000", "--write-burst", "1000", "--log-level", "warn")
+	s.args = []string{"--addr", addr, "--data-dir", filepath.Join(s.dir, "data"),
+		"--password-memory-kib", "64", "--write-rate", "1000", "--write-burst", "1000", "--log-level", "warn",
+		"--change-source", opts.changeSource}
+	if opts.dbMaxConns > 0 {
+		s.args = append(s.args, "--db-max-conns", strconv.Itoa(opts.dbMaxConns))
+	}
+	return nil
+}
+
+// start starts the built podsd and waits until it answers.
+func (s *server) start(ctx context.Context) error {
+	s.cmd = exec.Command(filepath.Join(s.dir, "podsd"), s.args...)
 	s.log = &lineLimiter{w: os.Stderr, left: serverLogLines}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -82,23 +98,35 @@ func (s *server) start(ctx context.Context) error {
 // pid is the server's process id.
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// stop ends the server with SIGTERM (SIGKILL after 30 s) and removes its
-// folder.
+// restart stops the server and starts it again on the same data and port.
+func (s *server) restart(ctx context.Context) error {
+	s.halt()
+	return s.start(ctx)
+}
+
+// stop stops the server and removes its folder.
 func (s *server) stop() {
-	if s.exited != nil {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(30 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
-		if s.log.dropped > 0 {
-			fmt.Fprintf(os.Stderr, "podsd: %d more log lines not shown\n", s.log.dropped)
-		}
-	}
+	s.halt()
 	if err := os.RemoveAll(s.dir); err != nil {
 		fmt.Fprintln(os.Stderr, "podsbench: removing", s.dir+":", err)
+	}
+}
+
+// halt ends the server with SIGTERM (SIGKILL after 30 s), if it runs.
+func (s *server) halt() {
+	if s.exited == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.exited = nil
+	if s.log.dropped > 0 {
+		fmt.Fprintf(os.Stderr, "podsd: %d more log lines not shown\n", s.log.dropped)
 	}
 }
 

@@ -24,19 +24,28 @@ type pod struct {
 	members []*member
 }
 
-// member is one user with its own connection and stream.
+// member is one user with its stream.
 type member struct {
 	handle   string
 	token    string
 	pod      *pod
+	http     *http.Client // shared with other members when connections are pooled
 	chat     podsv1connect.ChatServiceClient
 	realtime podsv1connect.RealtimeServiceClient
 	auth     podsv1connect.AuthServiceClient
 	pods     podsv1connect.PodServiceClient
-	stream   *connect.ServerStreamForClient[podsv1.SubscribeResponse] // open after setup
+	// phase is where the stream's deliveries are recorded: the run's
+	// current phase, if any.
+	phase *atomic.Pointer[sends]
+
+	// Owned by the stream's goroutine.
+	stream *connect.ServerStreamForClient[podsv1.SubscribeResponse]
 	// cancelStream ends the stream; subscribe cancels it if ready takes too long.
 	cancelStream context.CancelFunc
-	log          streamLog
+	cursor       int64 // the last seq of its pod the stream got
+
+	mu  sync.Mutex
+	log streamLog // guarded by mu
 }
 
 // setupProgress counts what setup has done so far.
@@ -51,26 +60,38 @@ func newRunID() string {
 	return hex.EncodeToString(b)
 }
 
-// newMember returns a member with its own HTTP transport, so its own
-// connection: h2c unless http1.
-func newMember(opts options, handle string) *member {
-	protocols := new(http.Protocols)
-	if opts.http1 {
-		protocols.SetHTTP1(true)
-	} else {
-		// HTTP/2 only: with HTTP/1 enabled too, Go would speak HTTP/1.1.
-		protocols.SetUnencryptedHTTP2(true)
+// newHTTPClients returns n HTTP clients, each with its own transport, so
+// its own connection: h2c, which carries all of a client's calls at once
+// (up to the server's limit of concurrent streams, past which the
+// transport opens another), unless http1.
+func newHTTPClients(opts options, n int) []*http.Client {
+	clients := make([]*http.Client, n)
+	for i := range clients {
+		protocols := new(http.Protocols)
+		if opts.http1 {
+			protocols.SetHTTP1(true)
+		} else {
+			// HTTP/2 only: with HTTP/1 enabled too, Go would speak HTTP/1.1.
+			protocols.SetUnencryptedHTTP2(true)
+		}
+		clients[i] = &http.Client{Transport: &http.Transport{
+			Protocols:   protocols,
+			DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		}}
 	}
-	client := &http.Client{Transport: &http.Transport{
-		Protocols:   protocols,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-	}}
+	return clients
+}
+
+// newMember returns a member calling the server through client.
+func newMember(opts options, handle string, client *http.Client, phase *atomic.Pointer[sends]) *member {
 	var clientOpts []connect.ClientOption
 	if !opts.gzip {
 		clientOpts = append(clientOpts, connect.WithAcceptCompression("gzip", nil, nil))
 	}
 	return &member{
 		handle:   handle,
+		http:     client,
+		phase:    phase,
 		chat:     podsv1connect.NewChatServiceClient(client, opts.url, clientOpts...),
 		realtime: podsv1connect.NewRealtimeServiceClient(client, opts.url, clientOpts...),
 		auth:     podsv1connect.NewAuthServiceClient(client, opts.url, clientOpts...),
@@ -85,76 +106,98 @@ func authed[T any](m *member, msg *T) *connect.Request[T] {
 	return req
 }
 
-// setUp creates the pods, their members and their streams, with
-// opts.setupWorkers pods at a time. The streams live until streamCtx ends.
-func setUp(ctx, streamCtx context.Context, opts options, runID string, progress *setupProgress) ([]*pod, error) {
-	pods := make([]*pod, opts.load.pods)
-	jobs := make(chan int)
-	errs := make(chan error, opts.setupWorkers)
-	ctx, cancel := context.WithCancel(ctx)
+// parallel calls f for 0 ≤ i < n on workers goroutines. It starts no more
+// calls after one fails, and returns that call's error.
+func parallel(ctx context.Context, n, workers int, f func(ctx context.Context, i int) error) error {
+	inner, cancel := context.WithCancel(ctx)
 	defer cancel()
+	jobs := make(chan int)
+	var once sync.Once
+	var first error
 	var wg sync.WaitGroup
-	for range opts.setupWorkers {
+	for range min(workers, n) {
 		wg.Go(func() {
 			for i := range jobs {
-				p, err := setUpPod(ctx, streamCtx, opts, runID, i, progress)
-				if err != nil {
-					errs <- fmt.Errorf("pod %d: %w", i, err)
-					cancel()
-					return
+				if err := f(inner, i); err != nil {
+					once.Do(func() { first = err; cancel() })
 				}
-				pods[i] = p
 			}
 		})
 	}
-	for i := range pods {
+feed:
+	for i := range n {
 		select {
 		case jobs <- i:
-		case <-ctx.Done():
+		case <-inner.Done():
+			break feed
 		}
 	}
 	close(jobs)
 	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return nil, err
+	if first != nil {
+		return first
 	}
-	return pods, ctx.Err()
+	return ctx.Err()
 }
 
-// setUpPod signs up a pod's members, has the first create the pod and the
-// others join it, then opens every member's stream.
-func setUpPod(ctx, streamCtx context.Context, opts options, runID string, i int, progress *setupProgress) (*pod, error) {
-	p := &pod{}
-	for j := range membersPerPod {
-		m := newMember(opts, fmt.Sprintf("bench%su%d", runID, i*membersPerPod+j))
-		m.pod = p
+// setUp creates the pods and their members, opts.setupWorkers pods at a
+// time, the members calling through opts.conns shared connections.
+func setUp(ctx context.Context, opts options, runID string, phase *atomic.Pointer[sends], progress *setupProgress) ([]*pod, error) {
+	pods := make([]*pod, opts.load.pods)
+	clients := newHTTPClients(opts, opts.conns)
+	err := parallel(ctx, len(pods), opts.setupWorkers, func(ctx context.Context, i int) error {
+		p := &pod{}
+		for j := range membersPerPod {
+			n := i*membersPerPod + j
+			m := newMember(opts, fmt.Sprintf("bench%su%d", runID, n), clients[n%len(clients)], phase)
+			m.pod = p
+			p.members = append(p.members, m)
+		}
+		if err := setUpPod(ctx, opts, p, fmt.Sprintf("%s-%d", runID, i), progress); err != nil {
+			return fmt.Errorf("pod %d: %w", i, err)
+		}
+		pods[i] = p
+		return nil
+	})
+	return pods, err
+}
+
+// setUpPod signs up a pod's members and has the first create the pod
+// (with idempotency key key) and the others join it.
+func setUpPod(ctx context.Context, opts options, p *pod, key string, progress *setupProgress) error {
+	for _, m := range p.members {
 		if err := retry(ctx, opts.timeout, m.signUp); err != nil {
-			return nil, fmt.Errorf("signing up %s: %w", m.handle, err)
+			return fmt.Errorf("signing up %s: %w", m.handle, err)
 		}
 		progress.users.Add(1)
-		p.members = append(p.members, m)
 	}
 	var invite string
 	if err := retry(ctx, opts.timeout, func(ctx context.Context) (err error) {
-		p.id, invite, err = p.members[0].createPod(ctx, fmt.Sprintf("%s-%d", runID, i))
+		p.id, invite, err = p.members[0].createPod(ctx, key)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("creating the pod: %w", err)
+		return fmt.Errorf("creating the pod: %w", err)
 	}
 	for _, m := range p.members[1:] {
 		if err := retry(ctx, opts.timeout, func(ctx context.Context) error { return m.join(ctx, invite) }); err != nil {
-			return nil, fmt.Errorf("%s joining: %w", m.handle, err)
+			return fmt.Errorf("%s joining: %w", m.handle, err)
 		}
 	}
 	progress.pods.Add(1)
-	for _, m := range p.members {
+	return nil
+}
+
+// openStreams subscribes every member, opts.setupWorkers at a time. The
+// streams live until streamCtx ends.
+func openStreams(ctx, streamCtx context.Context, opts options, members []*member, progress *setupProgress) error {
+	return parallel(ctx, len(members), opts.setupWorkers, func(ctx context.Context, i int) error {
+		m := members[i]
 		if err := m.subscribe(streamCtx, opts.timeout); err != nil {
-			return nil, fmt.Errorf("subscribing %s: %w", m.handle, err)
+			return fmt.Errorf("subscribing %s: %w", m.handle, err)
 		}
 		progress.streams.Add(1)
-	}
-	return p, nil
+		return nil
+	})
 }
 
 // retry calls f with a timeout up to three times, while it fails with an
@@ -208,11 +251,12 @@ func (m *member) join(ctx context.Context, invite string) error {
 }
 
 // subscribe opens the member's stream (resuming from its cursor, if it has
-// one) for as long as ctx lasts, and waits up to timeout for the ready event.
+// one) for as long as ctx lasts, and waits up to timeout for the ready
+// event, which it records if it is the phase's first.
 func (m *member) subscribe(ctx context.Context, timeout time.Duration) error {
 	req := &podsv1.SubscribeRequest{}
-	if m.log.lastSeq > 0 {
-		req.Cursors = map[string]int64{m.pod.id: m.log.lastSeq}
+	if m.cursor > 0 {
+		req.Cursors = map[string]int64{m.pod.id: m.cursor}
 	}
 	ctx, m.cancelStream = context.WithCancel(ctx)
 	timer := time.AfterFunc(timeout, m.cancelStream)
@@ -229,18 +273,25 @@ func (m *member) subscribe(ctx context.Context, timeout time.Duration) error {
 		}
 		return err
 	}
+	at := clk.now()
 	ready := stream.Msg().GetEvent().GetReady()
 	if ready == nil {
 		stream.Close()
 		return fmt.Errorf("first event is %T, not ready", stream.Msg().GetEvent().GetKind())
 	}
-	if m.log.lastSeq == 0 {
+	if m.cursor == 0 {
 		for _, s := range ready.Pods {
 			if s.GetPod().GetId() == m.pod.id {
-				m.log.lastSeq = s.LastSeq
+				m.cursor = s.LastSeq
 			}
 		}
 	}
+	m.mu.Lock()
+	if s := m.phase.Load(); s != nil && m.log.readyAt == 0 {
+		m.log.readyAt = at
+		s.ready.Add(1)
+	}
+	m.mu.Unlock()
 	m.stream = stream
 	return nil
 }
