@@ -9,6 +9,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver goose needs
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed migrations/*.sql
@@ -58,7 +59,13 @@ func newMigrationProvider(sqlDB *sql.DB) (*goose.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading embedded migrations: %w", err)
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, sub)
+	// Nodes starting together on a new database take turns: the first
+	// migrates, the others find it done.
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, fmt.Errorf("creating migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, sub, goose.WithSessionLocker(locker))
 	if err != nil {
 		return nil, fmt.Errorf("creating migration provider: %w", err)
 	}

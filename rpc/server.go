@@ -83,10 +83,18 @@ func New(cfg Config) *Server {
 	}
 }
 
+// compressMinBytes is the smallest message worth compressing.
+const compressMinBytes = 2048
+
 // Handler returns every service, plus gRPC health checking and reflection
 // (for grpcurl and buf curl), on one mux.
 func (s *Server) Handler() http.Handler {
-	opts := connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, logger: s.logger})
+	opts := connect.WithHandlerOptions(
+		connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, logger: s.logger}),
+		// Chat events are a few hundred bytes: gzip would cost more CPU
+		// (a compressor reset per message) than it saves on the wire.
+		connect.WithCompressMinBytes(compressMinBytes),
+	)
 	mux := http.NewServeMux()
 	mux.Handle(podsv1connect.NewAuthServiceHandler(authService{s}, opts))
 	mux.Handle(podsv1connect.NewPodServiceHandler(podService{s}, opts))

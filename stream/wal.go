@@ -2,6 +2,8 @@ package stream
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -47,6 +49,25 @@ func (h *Hub) replicate(ctx context.Context) {
 	}
 }
 
+// slotName names a node's replication slot. Slots belong to the server,
+// not the database, so the name hashes both; it keeps up to 32 characters
+// of the node id that are valid in a slot name, for the people reading
+// pg_replication_slots.
+func slotName(database, nodeID string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(nodeID) {
+		switch {
+		case b.Len() == 32:
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			b.WriteRune(r)
+		case r == '-':
+			b.WriteByte('_')
+		}
+	}
+	sum := sha256.Sum256([]byte(database + "\x00" + nodeID))
+	return "pods_" + b.String() + "_" + hex.EncodeToString(sum[:8])
+}
+
 // walReader is the state of one replication connection.
 type walReader struct {
 	hub       *Hub
@@ -73,7 +94,7 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 	readCtx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); conn.Close(context.Background()) }()
 
-	slot := "pods_" + strings.NewReplacer("-", "_").Replace(strings.ToLower(h.cfg.NodeID))
+	slot := slotName(cfg.Database, h.cfg.NodeID)
 	created, err := pglogrepl.CreateReplicationSlot(readCtx, conn, slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Temporary: true})
 	if err != nil {
