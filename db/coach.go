@@ -106,16 +106,18 @@ type MessageScore struct {
 
 // SaveScores stores scores of messages read by UnscoredMessages.
 func SaveScores(ctx context.Context, q Querier, msgs []UnscoredMessage, scores []MessageScore) error {
+	n := len(msgs)
+	ids, pods, created := make([]string, n), make([]string, n), make([]time.Time, n)
+	compound, hostility, hostile := make([]float64, n), make([]float64, n), make([]bool, n)
 	for i, m := range msgs {
-		s := scores[i]
-		if _, err := q.Exec(ctx, `
-			INSERT INTO message_scores (message_id, pod_id, compound, hostility, hostile, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-			m.ID, m.PodID, s.Compound, s.Hostility, s.Hostile, m.CreatedAt); err != nil {
-			return translate(err, "saving score")
-		}
+		ids[i], pods[i], created[i] = m.ID, m.PodID, m.CreatedAt
+		compound[i], hostility[i], hostile[i] = scores[i].Compound, scores[i].Hostility, scores[i].Hostile
 	}
-	return nil
+	_, err := q.Exec(ctx, `
+		INSERT INTO message_scores (message_id, pod_id, compound, hostility, hostile, created_at)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::float8[], $5::bool[], $6::timestamptz[])
+		ON CONFLICT DO NOTHING`, ids, pods, compound, hostility, hostile, created)
+	return translate(err, "saving scores")
 }
 
 // RecentScores returns the scores of a pod's last n scored messages

@@ -52,6 +52,10 @@ type Config struct {
 	Cooldown time.Duration
 	// Tick is how often each node schedules and works. Default 1 s.
 	Tick time.Duration
+	// ScanInterval is how often the scheduler looks for quiet pods and due
+	// reminders, which reads every pod and membership. Default the smaller
+	// of 10 s and a quarter of QuietAfter.
+	ScanInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Metrics is where the coach registers its metrics (one coach per
@@ -65,7 +69,16 @@ type Coach struct {
 	log           *slog.Logger
 	scorer        *Scorer
 	interventions *prometheus.CounterVec // by trigger and source
+	// Scheduler state, while this node holds the scheduler's lock: when it
+	// last scanned for quiet pods and reminders, and the newest creation
+	// time it has scored.
+	scanned, scoredUpTo time.Time
 }
+
+// scoreSlack is how far before the newest scored message the scorer looks
+// again: a message's creation time is its transaction's start, and a
+// message may commit after a newer one did.
+const scoreSlack = time.Minute
 
 // Job attempts before a job is given up.
 const maxAttempts = 5
@@ -89,6 +102,9 @@ func New(cfg Config) *Coach {
 	}
 	if cfg.Tick == 0 {
 		cfg.Tick = time.Second
+	}
+	if cfg.ScanInterval == 0 {
+		cfg.ScanInterval = min(10*time.Second, cfg.QuietAfter/4)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -135,11 +151,14 @@ func (c *Coach) Step(ctx context.Context) error {
 func (c *Coach) schedule(ctx context.Context) error {
 	now := c.cfg.Now()
 	_, err := db.CoachLock(ctx, c.cfg.Pool, func(tx db.Tx) error {
-		if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
-			return err
-		}
-		if _, err := db.EnqueueReminderJobs(ctx, tx, now); err != nil {
-			return err
+		if now.Sub(c.scanned) >= c.cfg.ScanInterval {
+			if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
+				return err
+			}
+			if _, err := db.EnqueueReminderJobs(ctx, tx, now); err != nil {
+				return err
+			}
+			c.scanned = now
 		}
 		return c.findConflicts(ctx, tx, now)
 	})
@@ -150,7 +169,11 @@ func (c *Coach) schedule(ctx context.Context) error {
 // conflict job for each pod whose last messages turned hostile.
 func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) error {
 	since := now.Add(-c.cfg.ConflictWindow)
-	msgs, err := db.UnscoredMessages(ctx, tx, since, 500)
+	from := since
+	if again := c.scoredUpTo.Add(-scoreSlack); again.After(from) {
+		from = again
+	}
+	msgs, err := db.UnscoredMessages(ctx, tx, from, 1000)
 	if err != nil || len(msgs) == 0 {
 		return err
 	}
@@ -166,6 +189,7 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) erro
 	if err := db.SaveScores(ctx, tx, msgs, scores); err != nil {
 		return err
 	}
+	c.scoredUpTo = msgs[len(msgs)-1].CreatedAt
 	for podID := range hostilePods {
 		recent, err := db.RecentScores(ctx, tx, podID, since, c.cfg.ConflictOf)
 		if err != nil {

@@ -148,6 +148,7 @@ func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
 		t.Fatalf("%d nudges before anyone spoke", n)
 	}
 	w.say(2, "up at 6 today!", false)
+	clock = later(3*time.Hour + time.Minute) // past the next scan for quiet pods
 	w.step(c)
 	if n := len(w.interventions(db.JobQuiet)); n != 2 {
 		t.Fatalf("%d nudges after a new quiet spell, want 2", n)
