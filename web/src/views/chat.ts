@@ -11,6 +11,8 @@ import { messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, typ
 const typingRepeatMs = 3_000;
 /** Send SetTyping(false) after this long without a keystroke. */
 const typingIdleMs = 3_000;
+/** Never call SetTyping more often than this (the server allows 2/s). */
+const typingMinGapMs = 600;
 
 type Row = { kind: "message"; m: Message } | { kind: "outgoing"; o: Outgoing };
 
@@ -226,7 +228,7 @@ export class ChatView implements RowHandlers {
     this.actions.send(this.podId, body, this.humor.getAttribute("aria-pressed") === "true");
     this.input.value = "";
     this.humor.setAttribute("aria-pressed", "false");
-    this.stopTyping();
+    this.stopTyping(false); // the message itself ends our typing for everyone
     this.stickToBottom = true;
     this.store.changed();
   }
@@ -238,7 +240,8 @@ export class ChatView implements RowHandlers {
       return;
     }
     const now = Date.now();
-    if (!this.typing || now - this.typingSentAt >= typingRepeatMs) {
+    const due = !this.typing || now - this.typingSentAt >= typingRepeatMs;
+    if (due && now - this.typingSentAt >= typingMinGapMs) {
       this.typing = true;
       this.typingSentAt = now;
       this.actions.setTyping(this.podId, true);
@@ -247,10 +250,13 @@ export class ChatView implements RowHandlers {
     this.typingIdle = window.setTimeout(() => this.stopTyping(), typingIdleMs);
   }
 
-  private stopTyping(): void {
+  /** stopTyping ends our typing signal, telling the pod unless told not to. */
+  private stopTyping(tell = true): void {
     clearTimeout(this.typingIdle);
     if (!this.typing) return;
     this.typing = false;
+    if (!tell) return;
+    this.typingSentAt = Date.now();
     this.actions.setTyping(this.podId, false);
   }
 
