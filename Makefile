@@ -4,7 +4,7 @@ SHELL := bash
 
 BUF := go tool -modfile=tools.mod buf
 
-.PHONY: help run test generate web test-e2e lint verify bench
+.PHONY: help run test generate web test-e2e test-storm lint verify bench
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ web: generate ## type-check, unit-test and bundle the web client into web/dist (
 
 test-e2e: web ## browser tests: two users chat through a podsd restart (needs /usr/bin/chromium)
 	cd web && npm run --silent e2e
+
+test-storm: ## 10,000 clients resubscribe at once with cursors: all served, nothing lost or duplicated (podsbench storm)
+	go run ./cmd/podsbench --scenario storm >/dev/null
 
 lint: ## buf lint, gofmt and go vet
 	$(BUF) lint

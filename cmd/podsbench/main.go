@@ -173,13 +173,34 @@ func run(args []string) error {
 	return finish(latency(ctx, opts))
 }
 
+// faulty is a report that can tell a broken guarantee: a delivery lost or
+// duplicated, a client never served.
+type faulty interface {
+	fault() error
+}
+
 // finish prints a scenario's figures: a table on stderr, JSON on stdout.
+// A broken guarantee makes it fail after printing them.
 func finish[R report](r R, err error) error {
 	if err != nil {
 		return err
 	}
 	r.print(os.Stderr)
-	return printJSON(os.Stdout, r)
+	if err := printJSON(os.Stdout, r); err != nil {
+		return err
+	}
+	if f, ok := any(r).(faulty); ok {
+		return f.fault()
+	}
+	return nil
+}
+
+// deliveryFault describes lost, duplicated or unexpected deliveries.
+func deliveryFault(lost, dups, unexpected int) error {
+	if lost+dups+unexpected == 0 {
+		return nil
+	}
+	return fmt.Errorf("guarantee broken: %d lost, %d duplicated, %d unexpected deliveries", lost, dups, unexpected)
 }
 
 func parseFlags(args []string) (options, error) {

@@ -222,3 +222,5 @@ func printJSON(w io.Writer, v any) error {
 	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
 }
+
+func (r *result) fault() error { return deliveryFault(r.Lost, r.Dups, r.Unexpected) }

@@ -62,3 +62,22 @@ func TestAnalyze(t *testing.T) {
 		t.Errorf("p50 %g ms, max %g ms, send p50 %g ms; want 2, 4, 5", r.P50Ms, r.MaxMs, r.SendP50Ms)
 	}
 }
+
+func TestBrokenGuaranteesFailTheRun(t *testing.T) {
+	if err := (&result{}).fault(); err != nil {
+		t.Fatalf("clean run: %v", err)
+	}
+	if err := (&result{Dups: 1}).fault(); err == nil {
+		t.Fatal("a duplicate passed")
+	}
+	served := &stormResult{Clients: 3, catchUp: catchUp{Ready: 3, CaughtUp: 3}}
+	if err := served.fault(); err != nil {
+		t.Fatalf("every client served: %v", err)
+	}
+	if err := (&stormResult{Clients: 3, catchUp: catchUp{Ready: 3, CaughtUp: 2}}).fault(); err == nil {
+		t.Fatal("a client that never caught up passed")
+	}
+	if err := (&stormResult{Clients: 3, catchUp: catchUp{Ready: 3, CaughtUp: 3, Lost: 1}}).fault(); err == nil {
+		t.Fatal("a lost delivery passed")
+	}
+}

@@ -209,3 +209,10 @@ func seconds(s float64) string {
 	}
 	return fmt.Sprintf("%.2f s", s)
 }
+
+func (r *stormResult) fault() error {
+	if r.Ready < r.Clients || r.CaughtUp < r.Clients {
+		return fmt.Errorf("guarantee broken: of %d clients %d got ready and %d caught up", r.Clients, r.Ready, r.CaughtUp)
+	}
+	return deliveryFault(r.Lost, r.Dups, r.Unexpected)
+}
