@@ -183,7 +183,7 @@ func CoachJobFailed(ctx context.Context, q Querier, id int64, cause error, retry
 	_, err := q.Exec(ctx, `
 		UPDATE coach_jobs SET last_error = $2, locked_until = $3,
 			done_at = CASE WHEN $4 THEN now() END
-		WHERE id = $1`, id, cause.Error(), retryAt, final)
+		WHERE id = $1 AND done_at IS NULL`, id, cause.Error(), retryAt, final)
 	return translate(err, "recording job failure")
 }
 
@@ -196,21 +196,29 @@ type Intervention struct {
 	Scores    []byte // JSON, for conflicts
 }
 
+// ErrJobDone means another run of a coach job completed it first.
+var ErrJobDone = errors.New("coach job already done")
+
 // Intervene posts the coach's message for a job, with its coachIntervened
-// event and its record, and completes the job, all in one transaction. The
-// message's idempotency key comes from the job key, so a job posts once
-// however often it runs.
+// event and its record, and completes the job, all in one transaction that
+// holds the job's row: of two runs of a job (a lease that ran out), the
+// second finds it done and gets ErrJobDone. The message's idempotency key
+// comes from the job key as well.
 func Intervene(ctx context.Context, pool *Pool, iv Intervention, idempotencyKey string) (Message, error) {
 	var msg Message
 	err := InTx(ctx, pool, func(tx Tx) error {
+		var done bool
+		if err := tx.QueryRow(ctx, `SELECT done_at IS NOT NULL FROM coach_jobs WHERE id = $1 FOR UPDATE`,
+			iv.Job.ID).Scan(&done); err != nil {
+			return translate(err, "locking job")
+		}
+		if done {
+			return ErrJobDone
+		}
 		var err error
 		msg, err = MessageSend(ctx, tx, MessageSendParams{
 			PodID: iv.Job.PodID, AuthorID: CoachUserID, IdempotencyKey: idempotencyKey, Body: iv.Body,
 		})
-		if errors.Is(err, ErrIdempotencyMismatch) {
-			// An earlier run posted another text: that one stands.
-			msg, err = messageByKey(ctx, tx, CoachUserID, idempotencyKey)
-		}
 		if err != nil {
 			return err
 		}
@@ -234,12 +242,6 @@ func Intervene(ctx context.Context, pool *Pool, iv Intervention, idempotencyKey 
 		return translate(err, "completing job")
 	})
 	return msg, err
-}
-
-func messageByKey(ctx context.Context, q Querier, authorID, key string) (Message, error) {
-	m, err := scanMessage(q.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages
-		WHERE author_id = $1 AND idempotency_key = $2`, authorID, key))
-	return m, translate(err, "finding message by idempotency key")
 }
 
 // CoachContext is what the coach knows of a pod when it speaks.

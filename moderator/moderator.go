@@ -150,7 +150,8 @@ func (c *Coach) Step(ctx context.Context) error {
 // schedule turns triggers into jobs.
 func (c *Coach) schedule(ctx context.Context) error {
 	now := c.cfg.Now()
-	_, err := db.CoachLock(ctx, c.cfg.Pool, func(tx db.Tx) error {
+	scanned, scoredUpTo := c.scanned, c.scoredUpTo
+	locked, err := db.CoachLock(ctx, c.cfg.Pool, func(tx db.Tx) error {
 		if now.Sub(c.scanned) >= c.cfg.ScanInterval {
 			if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
 				return err
@@ -158,16 +159,22 @@ func (c *Coach) schedule(ctx context.Context) error {
 			if _, err := db.EnqueueReminderJobs(ctx, tx, now); err != nil {
 				return err
 			}
-			c.scanned = now
+			scanned = now
 		}
-		return c.findConflicts(ctx, tx, now)
+		var err error
+		scoredUpTo, err = c.findConflicts(ctx, tx, now)
+		return err
 	})
+	if locked && err == nil { // what the transaction did is committed
+		c.scanned, c.scoredUpTo = scanned, scoredUpTo
+	}
 	return err
 }
 
 // findConflicts scores the recent messages not scored yet and enqueues a
-// conflict job for each pod whose last messages turned hostile.
-func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) error {
+// conflict job for each pod whose last messages turned hostile. It returns
+// the newest creation time scored.
+func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) (time.Time, error) {
 	since := now.Add(-c.cfg.ConflictWindow)
 	from := since
 	if again := c.scoredUpTo.Add(-scoreSlack); again.After(from) {
@@ -175,7 +182,7 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) erro
 	}
 	msgs, err := db.UnscoredMessages(ctx, tx, from, 1000)
 	if err != nil || len(msgs) == 0 {
-		return err
+		return c.scoredUpTo, err
 	}
 	scores := make([]db.MessageScore, len(msgs))
 	hostilePods := make(map[string]bool)
@@ -187,13 +194,12 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) erro
 		}
 	}
 	if err := db.SaveScores(ctx, tx, msgs, scores); err != nil {
-		return err
+		return c.scoredUpTo, err
 	}
-	c.scoredUpTo = msgs[len(msgs)-1].CreatedAt
 	for podID := range hostilePods {
 		recent, err := db.RecentScores(ctx, tx, podID, since, c.cfg.ConflictOf)
 		if err != nil {
-			return err
+			return c.scoredUpTo, err
 		}
 		hostile := 0
 		for _, s := range recent {
@@ -203,21 +209,30 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) erro
 		}
 		if len(recent) > 0 && recent[0].Hostile && hostile >= c.cfg.ConflictHostile {
 			if _, err := db.EnqueueConflictJob(ctx, tx, podID, now, now.Add(-c.cfg.Cooldown), recent); err != nil {
-				return err
+				return c.scoredUpTo, err
 			}
 		}
 	}
-	return nil
+	return msgs[len(msgs)-1].CreatedAt, nil
 }
+
+// jobsPerTick is how many jobs a node runs at most per tick. It claims
+// them one at a time, so that a claim's lease covers one job's model calls.
+const jobsPerTick = 10
 
 // work runs the due jobs this node can claim.
 func (c *Coach) work(ctx context.Context) error {
-	jobs, err := db.ClaimCoachJobs(ctx, c.cfg.Pool, c.cfg.Now(), time.Minute, 10)
-	if err != nil {
-		return err
-	}
-	for _, job := range jobs {
-		if err := c.run(ctx, job); err != nil {
+	for range jobsPerTick {
+		jobs, err := db.ClaimCoachJobs(ctx, c.cfg.Pool, c.cfg.Now(), time.Minute, 1)
+		if err != nil || len(jobs) == 0 {
+			return err
+		}
+		job := jobs[0]
+		err = c.run(ctx, job)
+		if errors.Is(err, db.ErrJobDone) {
+			continue
+		}
+		if err != nil {
 			final := job.Attempts >= maxAttempts || errors.Is(err, db.ErrNotFound)
 			retryAt := c.cfg.Now().Add(time.Duration(job.Attempts*job.Attempts) * 10 * time.Second)
 			c.log.Warn("coach: job failed", "job", job.Key, "attempt", job.Attempts, "final", final, "err", err)

@@ -3,6 +3,7 @@ package moderator_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -388,4 +389,35 @@ func interventionsCounted(t *testing.T, reg *prometheus.Registry, trigger, sourc
 		}
 	}
 	return -1
+}
+
+func TestASecondRunOfADoneJobChangesNothing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	w.say(1, "anyone up?", false)
+	time.Sleep(10 * time.Millisecond)
+	c := w.coach(moderator.Config{QuietAfter: time.Millisecond})
+	w.step(c)
+	ctx := context.Background()
+	var job db.CoachJob
+	err := w.d.Pool.QueryRow(ctx, `SELECT id, key, pod_id, kind, payload, attempts FROM coach_jobs WHERE kind = 'quiet'`).
+		Scan(&job.ID, &job.Key, &job.PodID, &job.Kind, &job.Payload, &job.Attempts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A worker whose lease ran out finishes the same job late.
+	_, err = db.Intervene(ctx, w.d.Pool, db.Intervention{Job: job, Body: "late text", Source: "offline"}, "coach-late")
+	if !errors.Is(err, db.ErrJobDone) {
+		t.Fatalf("second run: %v, want ErrJobDone", err)
+	}
+	if err := db.CoachJobFailed(ctx, w.d.Pool, job.ID, errors.New("late"), time.Now(), false); err != nil {
+		t.Fatal(err)
+	}
+	var open int
+	if err := w.d.Pool.QueryRow(ctx, `SELECT count(*) FROM coach_jobs WHERE done_at IS NULL`).Scan(&open); err != nil || open != 0 {
+		t.Fatalf("%d jobs reopened (%v)", open, err)
+	}
+	if n := w.coachMessages(); n != 1 {
+		t.Fatalf("%d coach messages, want 1", n)
+	}
 }

@@ -54,7 +54,8 @@ type LLM struct {
 	model llms.Model
 }
 
-// NewLLM returns a responder for cfg; cfg.APIKey must be set.
+// NewLLM returns a responder for cfg. Without cfg.APIKey it fails: the
+// offline templates answer then.
 func NewLLM(cfg LLMConfig) (*LLM, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 15 * time.Second

@@ -54,8 +54,8 @@ type Config struct {
 	// SweepInterval is how often the node tries to sweep presence.
 	// Default 1 s.
 	SweepInterval time.Duration
-	// ChangeSource is SourceNotify (the default) or SourceWAL. Run sets up
-	// the database for it.
+	// ChangeSource is SourceNotify (the default) or SourceWAL. Prepare sets
+	// up the database for it.
 	ChangeSource string
 	// Metrics is where the hub registers its metrics (one hub per
 	// registry). Default: a private registry nobody reads.
