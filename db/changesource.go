@@ -12,7 +12,19 @@ const EventsPublication = "pods_events"
 // logical-replication change source it is off, so writers never take the
 // notification queue's lock; every node on a database must use the same
 // source.
+//
+// It alters the table only when the trigger is not already as wanted: the
+// ALTER waits for, and then blocks, every write to the event log, which a
+// node restarting under load should not do.
 func UseNotify(ctx context.Context, q Querier, on bool) error {
+	var enabled bool
+	if err := q.QueryRow(ctx, `SELECT tgenabled <> 'D' FROM pg_trigger
+		WHERE tgrelid = 'events'::regclass AND tgname = 'events_notify'`).Scan(&enabled); err != nil {
+		return translate(err, "reading the events trigger")
+	}
+	if enabled == on {
+		return nil
+	}
 	action := "DISABLE"
 	if on {
 		action = "ENABLE"

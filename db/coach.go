@@ -60,13 +60,13 @@ func EnqueueQuietJobs(ctx context.Context, q Querier, now time.Time, quietAfter 
 func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, error) {
 	tag, err := q.Exec(ctx, `
 		INSERT INTO coach_jobs (key, pod_id, kind, payload, run_at)
-		SELECT 'reminder:' || m.pod_id || ':' || m.user_id || ':' || local.day, m.pod_id, 'reminder',
-		       jsonb_build_object('user_id', m.user_id, 'date', local.day::text), $1
+		SELECT 'reminder:' || m.pod_id || ':' || m.user_id || ':' || local.iso, m.pod_id, 'reminder',
+		       jsonb_build_object('user_id', m.user_id, 'date', local.iso), $1
 		FROM memberships m
 		JOIN users u ON u.id = m.user_id
 		JOIN pods p ON p.id = m.pod_id AND p.coach_enabled
 		CROSS JOIN LATERAL (SELECT ($1::timestamptz AT TIME ZONE u.timezone) AS at) t
-		CROSS JOIN LATERAL (SELECT t.at::date AS day) local
+		CROSS JOIN LATERAL (SELECT t.at::date AS day, to_char(t.at, 'YYYY-MM-DD') AS iso) local
 		WHERE m.role <> 'coach' AND t.at::time >= m.reminder_time
 		  AND NOT EXISTS (SELECT 1 FROM check_ins c
 		                  WHERE c.pod_id = m.pod_id AND c.user_id = m.user_id AND c.date = local.day AND c.done)

@@ -181,7 +181,10 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	if cfg.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("/", web.WithAPI(api.Handler())) // the web client at /, the API at /pods.v1.*
 	protocols := new(http.Protocols)
