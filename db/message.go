@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -61,24 +62,40 @@ type MessageSendParams struct {
 // duplicate key fails it as a whole (the seq and event the trigger took roll
 // back with it), and the stored message is read then.
 func MessageSend(ctx context.Context, q Querier, p MessageSendParams) (Message, error) {
+	r := messageSend(ctx, q, p)
+	return r.Message, r.Err
+}
+
+// messageSend is MessageSend, telling whether the message was created.
+func messageSend(ctx context.Context, q Querier, p MessageSendParams) SendResult {
 	m, err := scanMessage(q.QueryRow(ctx, `
 		INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
 		SELECT $1, $2, $3, $4, $5
 		WHERE EXISTS (SELECT 1 FROM memberships WHERE pod_id = $1 AND user_id = $2)
 		RETURNING `+messageColumns,
 		p.PodID, p.AuthorID, p.IdempotencyKey, p.Body, p.Humor))
+	if err == nil {
+		return SendResult{Message: m, Created: true}
+	}
 	if uniqueViolation(err) != "messages_idempotency" {
-		return m, translate(err, "inserting message")
+		return SendResult{Err: translate(err, "inserting message")}
 	}
 	m, err = scanMessage(q.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE author_id = $1 AND idempotency_key = $2`, p.AuthorID, p.IdempotencyKey))
 	if err != nil {
-		return Message{}, translate(err, "finding message by idempotency key")
+		return SendResult{Err: translate(err, "finding message by idempotency key")}
 	}
 	if m.PodID != p.PodID || m.Body != p.Body || m.Humor != p.Humor {
-		return Message{}, ErrIdempotencyMismatch
+		return SendResult{Err: ErrIdempotencyMismatch}
 	}
-	return m, nil
+	return SendResult{Message: m}
+}
+
+// CreatedEvent is the message_created event the insert trigger wrote for m.
+func (m Message) CreatedEvent() Event {
+	payload, _ := json.Marshal(m) // cannot fail: strings, numbers and times
+	return Event{PodID: m.PodID, Seq: m.Seq, Kind: EventMessageCreated, MessageID: &m.ID,
+		UserID: &m.AuthorID, Payload: payload, CreatedAt: m.CreatedAt}
 }
 
 // MessagesList returns up to limit messages of a pod with a seq below

@@ -33,16 +33,16 @@ func (s chatService) SendMessage(ctx context.Context, req *connect.Request[podsv
 	if err := s.writes.allow(UserID(ctx)); err != nil {
 		return nil, err
 	}
-	msg, err := db.MessageSend(ctx, s.pool, db.MessageSendParams{
+	sent := s.sends.Send(ctx, db.MessageSendParams{
 		PodID: podID, AuthorID: UserID(ctx), IdempotencyKey: m.IdempotencyKey, Body: m.Body, Humor: m.Humor,
 	})
-	if errors.Is(err, db.ErrNotFound) {
+	if errors.Is(sent.Err, db.ErrNotFound) {
 		return nil, errPodNotFound
 	}
-	if err != nil {
-		return nil, toConnect(ctx, s.logger, err)
+	if sent.Err != nil {
+		return nil, toConnect(ctx, s.logger, sent.Err)
 	}
-	return connect.NewResponse(&podsv1.SendMessageResponse{Message: convert.Message(msg)}), nil
+	return connect.NewResponse(&podsv1.SendMessageResponse{Message: convert.Message(sent.Message)}), nil
 }
 
 // ListMessages pages back through a pod's history, oldest first.

@@ -6,9 +6,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/db/dbtest"
 	"github.com/pods-dev/pods/rpc"
+	"github.com/pods-dev/pods/rpc/convert"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 	"github.com/pods-dev/pods/stream"
 )
@@ -173,5 +176,56 @@ func testStreamFollowsJoinLeaveAndDelete(t *testing.T, source string) {
 	e.send(owner, pod.Id, "k3", "still here")
 	if ev := ownerStream.nextNotPresence(); ev.PodId != pod.Id {
 		t.Fatalf("got %v", ev)
+	}
+}
+
+// The node that commits a message hands it to its own streams at once; the
+// change source is only needed for other writers. With the events trigger's
+// NOTIFY off, a message sent here still arrives, as the log has it; one
+// that would skip another writer's event waits for the change source.
+func TestTheSendingNodeDeliversWithoutItsChangeSource(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	alice, bob := e.signUp(), e.signUp()
+	pod := e.createPod(alice, 6)
+	e.join(bob, pod)
+	s := e.subscribe(bob, nil)
+	s.ready()
+	if err := db.UseNotify(ctx, e.db.Pool, false); err != nil {
+		t.Fatal(err)
+	}
+
+	sent := e.send(alice, pod.Id, "k1", "sent here")
+	got := s.nextLogged()
+	logged, err := db.EventsAfter(ctx, e.db.Pool, pod.Id, sent.Seq-1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := convert.Event(logged[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+
+	// Another node writes, then this one: its event must not overtake.
+	if _, err := db.MessageSend(ctx, e.db.Pool, db.MessageSendParams{PodID: pod.Id, AuthorID: bob.user.Id, IdempotencyKey: "elsewhere", Body: "from another node"}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(alice, pod.Id, "k2", "sent here again")
+	s.quiet(300 * time.Millisecond)
+	if err := db.UseNotify(ctx, e.db.Pool, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.MessageSend(ctx, e.db.Pool, db.MessageSendParams{PodID: pod.Id, AuthorID: bob.user.Id, IdempotencyKey: "wake", Body: "and a third"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, body := range []string{"from another node", "sent here again", "and a third"} {
+		ev := s.nextLogged()
+		if ev.Seq != sent.Seq+1+int64(i) || ev.GetMessageCreated().GetMessage().GetBody() != body {
+			t.Fatalf("event %d: got %v, want %q at seq %d", i, ev, body, sent.Seq+1+int64(i))
+		}
 	}
 }

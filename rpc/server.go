@@ -45,11 +45,20 @@ const (
 	typingBurst = 5
 )
 
+// SendMessage writes go through at most messageWriters transactions at a
+// time, each of at most maxMessageBatch messages: under load, concurrent
+// sends share a commit.
+const (
+	messageWriters  = 4
+	maxMessageBatch = 256
+)
+
 // Server holds what every handler shares.
 type Server struct {
 	pool   *db.Pool
 	hub    *stream.Hub
 	logger *slog.Logger
+	sends  *db.MessageBatcher
 	writes *rateLimiter
 	typing *rateLimiter // per user and pod
 	calls  *metricsInterceptor
@@ -76,6 +85,7 @@ func New(cfg Config) *Server {
 	}
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
+		sends:             db.NewMessageBatcher(cfg.Pool, messageWriters, maxMessageBatch, cfg.Hub.MessagesCommitted),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
 		calls:             newMetricsInterceptor(cfg.Metrics),

@@ -346,6 +346,11 @@ func (h *Hub) markDirty(since map[string]time.Time) {
 func (h *Hub) fanOut(batches []db.EventBatch, since map[string]time.Time) (behind bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.fanOutLocked(batches, since)
+}
+
+// fanOutLocked is fanOut with h.mu held.
+func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) (behind bool) {
 	for _, b := range batches {
 		ps := h.pods[b.PodID]
 		if ps == nil {
@@ -383,6 +388,50 @@ func (h *Hub) fanOut(batches []db.EventBatch, since map[string]time.Time) (behin
 		}
 	}
 	return behind
+}
+
+// Committed hands the hub events that this process has just committed, in
+// seq order per pod, so that its own subscribers get them without waiting
+// for the change source. Only events continuing what a pod has delivered are
+// fanned out here; the rest (another writer's event came first) are left to
+// the change source, which delivers everything in order anyway.
+func (h *Hub) Committed(events []db.Event) {
+	now := time.Now()
+	var batches []db.EventBatch
+	since := make(map[string]time.Time)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	next := make(map[string]int64) // pod → the seq that continues it
+	for _, e := range events {
+		ps := h.pods[e.PodID]
+		if ps == nil || !ps.known {
+			continue
+		}
+		want, ok := next[e.PodID]
+		if !ok {
+			want = ps.lastSeq + 1
+		}
+		if e.Seq != want {
+			continue
+		}
+		next[e.PodID] = want + 1
+		if n := len(batches); n > 0 && batches[n-1].PodID == e.PodID {
+			batches[n-1].Events = append(batches[n-1].Events, e)
+		} else {
+			batches = append(batches, db.EventBatch{PodID: e.PodID, Events: []db.Event{e}})
+			since[e.PodID] = now
+		}
+	}
+	h.fanOutLocked(batches, since)
+}
+
+// MessagesCommitted is Committed for new messages.
+func (h *Hub) MessagesCommitted(msgs []db.Message) {
+	events := make([]db.Event, len(msgs))
+	for i, m := range msgs {
+		events[i] = m.CreatedEvent()
+	}
+	h.Committed(events)
 }
 
 // register adds a subscriber to the user index, so that it learns of the

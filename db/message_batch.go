@@ -1,0 +1,180 @@
+package db
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// SendResult is what MessageSend gave, or would have given, one call.
+type SendResult struct {
+	Message Message
+	// Created is true if this call stored the message (not a retry).
+	Created bool
+	Err     error
+}
+
+// MessagesSend stores messages from several calls in one transaction: one
+// statement, one commit and one WAL flush for all of them. Each result is
+// the one MessageSend would have given that call.
+//
+// New messages take the fast path; a call whose message is not inserted
+// there (a retry, a non-member, a key used twice in the batch) or a batch
+// that fails as a whole (a concurrent writer took a key first, a deadlock)
+// falls back to MessageSend, one call at a time. Rows are inserted in pod
+// order, so that two batches lock their pods in the same order.
+func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams) []SendResult {
+	results := make([]SendResult, len(ps))
+	type key struct{ author, idempotency string }
+	first := make(map[key]int, len(ps))
+	var fast []int // indexes into ps, one per key
+	for i, p := range ps {
+		k := key{p.AuthorID, p.IdempotencyKey}
+		if _, seen := first[k]; !seen {
+			first[k] = i
+			fast = append(fast, i)
+		}
+	}
+	slices.SortStableFunc(fast, func(a, b int) int { return cmp.Compare(ps[a].PodID, ps[b].PodID) })
+
+	pods, authors, keys, bodies, humors := make([]string, len(fast)), make([]string, len(fast)),
+		make([]string, len(fast)), make([]string, len(fast)), make([]bool, len(fast))
+	for j, i := range fast {
+		pods[j], authors[j], keys[j], bodies[j], humors[j] = ps[i].PodID, ps[i].AuthorID, ps[i].IdempotencyKey, ps[i].Body, ps[i].Humor
+	}
+	var inserted []Message
+	err := InTx(ctx, pool, func(tx Tx) error {
+		rows, err := tx.Query(ctx, `
+			INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
+			SELECT t.pod_id, t.author_id, t.idempotency_key, t.body, t.humor
+			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[])
+				WITH ORDINALITY AS t(pod_id, author_id, idempotency_key, body, humor, n)
+			WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = t.pod_id AND m.user_id = t.author_id)
+			  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.author_id = t.author_id AND m.idempotency_key = t.idempotency_key)
+			ORDER BY t.n
+			RETURNING `+messageColumns, pods, authors, keys, bodies, humors)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				return err
+			}
+			inserted = append(inserted, m)
+		}
+		return rows.Err()
+	})
+	if err == nil {
+		for _, m := range inserted {
+			i := first[key{m.AuthorID, m.IdempotencyKey}]
+			results[i] = SendResult{Message: m, Created: true}
+		}
+	}
+	for i, p := range ps {
+		if results[i].Created {
+			continue
+		}
+		results[i] = messageSend(ctx, pool, p)
+	}
+	return results
+}
+
+// MessageBatcher groups concurrent MessageSend calls into shared
+// transactions (group commit). A call finding a writer free is written at
+// once, alone; calls arriving while every writer is busy wait for the next
+// free one, which takes them all (up to a limit) in one transaction. So a
+// quiet server adds no delay, and a busy one commits many messages per WAL
+// flush instead of one.
+type MessageBatcher struct {
+	pool     *Pool
+	writers  int
+	maxBatch int
+	// committed, if set, gets the messages each batch created, in commit
+	// order, before their callers are answered.
+	committed func([]Message)
+
+	mu      sync.Mutex
+	queue   []*sendCall
+	running int // writers at work
+}
+
+type sendCall struct {
+	params MessageSendParams
+	done   chan SendResult // cap 1
+}
+
+// batchTimeout bounds one batch's transaction; it does not depend on any
+// caller's context, as a batch writes for several callers.
+const batchTimeout = 30 * time.Second
+
+// NewMessageBatcher returns a batcher that runs at most writers
+// transactions at a time of at most maxBatch messages each. committed may
+// be nil.
+func NewMessageBatcher(pool *Pool, writers, maxBatch int, committed func([]Message)) *MessageBatcher {
+	return &MessageBatcher{pool: pool, writers: writers, maxBatch: maxBatch, committed: committed}
+}
+
+// Send stores a message as MessageSend does, sharing the transaction with
+// concurrent calls. If ctx ends first the message may still be stored; a
+// retry with the same key finds it.
+func (b *MessageBatcher) Send(ctx context.Context, p MessageSendParams) SendResult {
+	c := &sendCall{params: p, done: make(chan SendResult, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	if b.running < b.writers {
+		b.running++
+		go b.write()
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-c.done:
+		return r
+	case <-ctx.Done():
+		return SendResult{Err: ctx.Err()}
+	}
+}
+
+// write writes queued calls in batches until the queue is empty.
+func (b *MessageBatcher) write() {
+	for {
+		b.mu.Lock()
+		n := min(len(b.queue), b.maxBatch)
+		if n == 0 {
+			b.running--
+			b.mu.Unlock()
+			return
+		}
+		batch := slices.Clone(b.queue[:n])
+		b.queue = slices.Delete(b.queue, 0, n)
+		b.mu.Unlock()
+
+		params := make([]MessageSendParams, n)
+		for i, c := range batch {
+			params[i] = c.params
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		results := MessagesSend(ctx, b.pool, params)
+		cancel()
+		if b.committed != nil {
+			var created []Message
+			for _, r := range results {
+				if r.Created {
+					created = append(created, r.Message)
+				}
+			}
+			if len(created) > 0 {
+				slices.SortFunc(created, func(x, y Message) int {
+					return cmp.Or(cmp.Compare(x.PodID, y.PodID), cmp.Compare(x.Seq, y.Seq))
+				})
+				b.committed(created)
+			}
+		}
+		for i, c := range batch {
+			c.done <- results[i]
+		}
+	}
+}

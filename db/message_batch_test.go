@@ -1,0 +1,221 @@
+package db_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pods-dev/pods/db"
+	"github.com/pods-dev/pods/db/dbtest"
+)
+
+// batchFixture is two pods with two members each, and an outsider.
+type batchFixture struct {
+	pool               *db.Pool
+	podA, podB         string
+	ann, bob, outsider string
+}
+
+func newBatchFixture(t *testing.T) batchFixture {
+	t.Helper()
+	ctx := context.Background()
+	d := dbtest.New(t)
+	user := func(handle string) string {
+		u, err := db.UserInsert(ctx, d.Pool, db.UserInsertParams{Handle: handle, DisplayName: handle, Timezone: "UTC", PasswordHash: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.ID
+	}
+	f := batchFixture{pool: d.Pool, ann: user("ann"), bob: user("bob"), outsider: user("out")}
+	pod := func(name string) string {
+		p, err := db.PodCreate(ctx, d.Pool, db.PodCreateParams{Name: name, Habit: "Run", Capacity: 6, OwnerID: f.ann})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.PodJoin(ctx, d.Pool, p.InviteCode, f.bob); err != nil {
+			t.Fatal(err)
+		}
+		return p.ID
+	}
+	f.podA, f.podB = pod("A"), pod("B")
+	return f
+}
+
+// messageSeqs returns the seqs of a pod's messages and of its
+// message_created events, in order.
+func messageSeqs(t *testing.T, pool *db.Pool, podID string) (messages, events []int64) {
+	t.Helper()
+	ctx := context.Background()
+	for _, q := range []struct {
+		sql string
+		out *[]int64
+	}{
+		{`SELECT seq FROM messages WHERE pod_id = $1 ORDER BY seq`, &messages},
+		{`SELECT seq FROM events WHERE pod_id = $1 AND kind = 'message_created' ORDER BY seq`, &events},
+	} {
+		rows, err := pool.Query(ctx, q.sql, podID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s int64
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			*q.out = append(*q.out, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return messages, events
+}
+
+func TestMessagesSendGivesEachCallItsOwnResult(t *testing.T) {
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	earlier, err := db.MessageSend(ctx, f.pool, db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k0", Body: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := []db.MessageSendParams{
+		{PodID: f.podB, AuthorID: f.bob, IdempotencyKey: "b1", Body: "to B"},                   // 0: new
+		{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k0", Body: "first"},                  // 1: a retry
+		{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k0", Body: "changed"},                // 2: key reused
+		{PodID: f.podA, AuthorID: f.outsider, IdempotencyKey: "o1", Body: "let me in"},         // 3: not a member
+		{PodID: f.podA, AuthorID: f.bob, IdempotencyKey: "b2", Body: "twice", Humor: true},     // 4: new
+		{PodID: f.podA, AuthorID: f.bob, IdempotencyKey: "b2", Body: "twice", Humor: true},     // 5: same call again
+		{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k1", Body: "second"},                 // 6: new
+		{PodID: "00000000-0000-0000-0000-000000000000", AuthorID: f.ann, IdempotencyKey: "k2"}, // 7: no such pod
+	}
+	results := db.MessagesSend(ctx, f.pool, calls)
+
+	for _, i := range []int{0, 4, 6} {
+		r := results[i]
+		if r.Err != nil || !r.Created || r.Message.Body != calls[i].Body || r.Message.Humor != calls[i].Humor {
+			t.Errorf("call %d: got %+v, want a new message", i, r)
+		}
+	}
+	if r := results[1]; r.Err != nil || r.Created || r.Message.ID != earlier.ID {
+		t.Errorf("retry: got %+v, want the earlier message %s", r, earlier.ID)
+	}
+	if r := results[2]; !errors.Is(r.Err, db.ErrIdempotencyMismatch) {
+		t.Errorf("reused key: got %+v, want ErrIdempotencyMismatch", r)
+	}
+	for _, i := range []int{3, 7} {
+		if r := results[i]; !errors.Is(r.Err, db.ErrNotFound) {
+			t.Errorf("call %d: got %+v, want ErrNotFound", i, r)
+		}
+	}
+	if r := results[5]; r.Err != nil || r.Created || r.Message.ID != results[4].Message.ID {
+		t.Errorf("same call twice: got %+v, want message %s once", r, results[4].Message.ID)
+	}
+	// In pod A: the earlier message, then Bob's and Ann's in call order,
+	// with gap-free seqs that match their events.
+	if results[4].Message.Seq+1 != results[6].Message.Seq {
+		t.Errorf("seqs %d and %d are not in call order", results[4].Message.Seq, results[6].Message.Seq)
+	}
+	for _, pod := range []string{f.podA, f.podB} {
+		msgs, events := messageSeqs(t, f.pool, pod)
+		if fmt.Sprint(msgs) != fmt.Sprint(events) {
+			t.Errorf("pod %s: message seqs %v, event seqs %v", pod, msgs, events)
+		}
+		for i := 1; i < len(msgs); i++ {
+			if msgs[i] != msgs[i-1]+1 {
+				t.Errorf("pod %s: seqs %v have a gap", pod, msgs)
+			}
+		}
+	}
+}
+
+// A new message's CreatedEvent is the event its trigger wrote, as a reader
+// decodes it.
+func TestCreatedEventMatchesTheLog(t *testing.T) {
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	m, err := db.MessageSend(ctx, f.pool, db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k", Body: "Ran 5 km 🏃", Humor: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged, err := db.EventsAfter(ctx, f.pool, f.podA, m.Seq-1, 1)
+	if err != nil || len(logged) != 1 {
+		t.Fatalf("reading the log: %v, %d events", err, len(logged))
+	}
+	local, stored := m.CreatedEvent(), logged[0]
+	var fromLocal, fromLog db.Message
+	if err := errors.Join(json.Unmarshal(local.Payload, &fromLocal), json.Unmarshal(stored.Payload, &fromLog)); err != nil {
+		t.Fatal(err)
+	}
+	local.Payload, stored.Payload = nil, nil
+	for _, at := range []*time.Time{&local.CreatedAt, &stored.CreatedAt, &fromLocal.CreatedAt, &fromLog.CreatedAt} {
+		*at = at.UTC()
+	}
+	if !reflect.DeepEqual(local, stored) || !reflect.DeepEqual(fromLocal, fromLog) {
+		t.Errorf("local event %+v %+v\nlogged event %+v %+v", local, fromLocal, stored, fromLog)
+	}
+}
+
+// Concurrent callers, some retrying, some using both pods: every key is
+// stored once, every caller gets its message, and each pod's seqs stay
+// gap-free.
+func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	var mu sync.Mutex
+	var committed []db.Message
+	b := db.NewMessageBatcher(f.pool, 2, 16, func(ms []db.Message) {
+		mu.Lock()
+		committed = append(committed, ms...)
+		mu.Unlock()
+	})
+	const callers, perCaller = 12, 20
+	ids := make([][]string, callers)
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			author := []string{f.ann, f.bob}[c%2]
+			for i := range perCaller {
+				p := db.MessageSendParams{PodID: []string{f.podA, f.podB}[i%2], AuthorID: author,
+					IdempotencyKey: fmt.Sprintf("c%d-%d", c, i), Body: fmt.Sprintf("caller %d message %d", c, i)}
+				first := b.Send(ctx, p)
+				retry := b.Send(ctx, p)
+				if first.Err != nil || retry.Err != nil || first.Message.ID != retry.Message.ID || retry.Created {
+					t.Errorf("%s: first %+v, retry %+v", p.IdempotencyKey, first, retry)
+					return
+				}
+				ids[c] = append(ids[c], first.Message.ID)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var stored int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM messages`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != callers*perCaller {
+		t.Errorf("%d messages stored, want %d", stored, callers*perCaller)
+	}
+	if len(committed) != callers*perCaller {
+		t.Errorf("committed reported %d messages, want %d", len(committed), callers*perCaller)
+	}
+	for _, pod := range []string{f.podA, f.podB} {
+		msgs, events := messageSeqs(t, f.pool, pod)
+		if fmt.Sprint(msgs) != fmt.Sprint(events) {
+			t.Errorf("pod %s: message seqs %v, event seqs %v", pod, msgs, events)
+		}
+		for i := 1; i < len(msgs); i++ {
+			if msgs[i] != msgs[i-1]+1 {
+				t.Fatalf("pod %s: seqs %v have a gap", pod, msgs)
+			}
+		}
+	}
+}
