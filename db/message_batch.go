@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // SendResult is what MessageSend gave, or would have given, one call.
@@ -44,30 +46,20 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams) []Sen
 	for j, i := range fast {
 		pods[j], authors[j], keys[j], bodies[j], humors[j] = ps[i].PodID, ps[i].AuthorID, ps[i].IdempotencyKey, ps[i].Body, ps[i].Humor
 	}
+	// One statement is one transaction: no BEGIN and COMMIT round trips.
+	rows, err := pool.Query(ctx, `
+		INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
+		SELECT t.pod_id, t.author_id, t.idempotency_key, t.body, t.humor
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[])
+			WITH ORDINALITY AS t(pod_id, author_id, idempotency_key, body, humor, n)
+		WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = t.pod_id AND m.user_id = t.author_id)
+		  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.author_id = t.author_id AND m.idempotency_key = t.idempotency_key)
+		ORDER BY t.n
+		RETURNING `+messageColumns, pods, authors, keys, bodies, humors)
 	var inserted []Message
-	err := InTx(ctx, pool, func(tx Tx) error {
-		rows, err := tx.Query(ctx, `
-			INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
-			SELECT t.pod_id, t.author_id, t.idempotency_key, t.body, t.humor
-			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[])
-				WITH ORDINALITY AS t(pod_id, author_id, idempotency_key, body, humor, n)
-			WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = t.pod_id AND m.user_id = t.author_id)
-			  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.author_id = t.author_id AND m.idempotency_key = t.idempotency_key)
-			ORDER BY t.n
-			RETURNING `+messageColumns, pods, authors, keys, bodies, humors)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m, err := scanMessage(rows)
-			if err != nil {
-				return err
-			}
-			inserted = append(inserted, m)
-		}
-		return rows.Err()
-	})
+	if err == nil {
+		inserted, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) { return scanMessage(r) })
+	}
 	if err == nil {
 		for _, m := range inserted {
 			i := first[key{m.AuthorID, m.IdempotencyKey}]

@@ -12,12 +12,12 @@ func SessionInsert(ctx context.Context, q Querier, tokenHash []byte, userID stri
 	return translate(err, "inserting session")
 }
 
-// SessionUserID returns the user of an unexpired session, or ErrNotFound.
-func SessionUserID(ctx context.Context, q Querier, tokenHash []byte) (string, error) {
-	var userID string
-	err := q.QueryRow(ctx, `SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > now()`,
-		tokenHash).Scan(&userID)
-	return userID, translate(err, "finding session")
+// SessionUser returns the user of an unexpired session and when it
+// expires, or ErrNotFound.
+func SessionUser(ctx context.Context, q Querier, tokenHash []byte) (userID string, expiresAt time.Time, err error) {
+	err = q.QueryRow(ctx, `SELECT user_id, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > now()`,
+		tokenHash).Scan(&userID, &expiresAt)
+	return userID, expiresAt, translate(err, "finding session")
 }
 
 // SessionDelete revokes a session; a missing one is not an error.

@@ -47,8 +47,9 @@ func UserID(ctx context.Context) string {
 // authInterceptor authenticates every call except sign-up and log-in with
 // its bearer token, and puts the user's id into the context.
 type authInterceptor struct {
-	pool   *db.Pool
-	logger *slog.Logger
+	pool     *db.Pool
+	sessions *sessionCache
+	logger   *slog.Logger
 }
 
 var publicProcedures = map[string]bool{
@@ -64,12 +65,19 @@ func (a *authInterceptor) authenticate(ctx context.Context, procedure, header st
 	if !ok || token == "" {
 		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token"))
 	}
-	userID, err := db.SessionUserID(ctx, a.pool, tokenHash(token))
-	if errors.Is(err, db.ErrNotFound) {
-		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("invalid or expired token"))
-	}
-	if err != nil {
-		return ctx, toConnect(ctx, a.logger, err)
+	hash := tokenHash(token)
+	userID, gen, cached := a.sessions.get(hash)
+	if !cached {
+		var expiresAt time.Time
+		var err error
+		userID, expiresAt, err = db.SessionUser(ctx, a.pool, hash)
+		if errors.Is(err, db.ErrNotFound) {
+			return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("invalid or expired token"))
+		}
+		if err != nil {
+			return ctx, toConnect(ctx, a.logger, err)
+		}
+		a.sessions.put(hash, gen, userID, expiresAt)
 	}
 	ctx = context.WithValue(ctx, userIDKey{}, userID)
 	return context.WithValue(ctx, tokenKey{}, token), nil
@@ -159,9 +167,11 @@ func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogI
 // LogOut revokes the token of the call at once.
 func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOutRequest]) (*connect.Response[podsv1.LogOutResponse], error) {
 	token, _ := ctx.Value(tokenKey{}).(string)
-	if err := db.SessionDelete(ctx, s.pool, tokenHash(token)); err != nil {
+	hash := tokenHash(token)
+	if err := db.SessionDelete(ctx, s.pool, hash); err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}
+	s.sessions.SessionRevoked(hash) // the listener's notice may come later
 	return connect.NewResponse(&podsv1.LogOutResponse{}), nil
 }
 

@@ -6,8 +6,10 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/pods-dev/pods/db/dbtest"
 	"github.com/pods-dev/pods/rpc"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
+	"github.com/pods-dev/pods/stream"
 )
 
 func TestAuth(t *testing.T) {
@@ -99,6 +101,36 @@ func TestAuth(t *testing.T) {
 	if _, err := e.db.Pool.Exec(ctx, `UPDATE sessions SET expires_at = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+	// The server learns of the change from its listener, within
+	// milliseconds.
+	eventually(t, func() bool {
+		_, err = c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+		return err != nil
+	})
+	wantCode(t, err, connect.CodeUnauthenticated)
+}
+
+// A token logged out on one node stops working on the others.
+func TestLogOutReachesOtherNodes(t *testing.T) {
+	t.Parallel()
+	d := dbtest.New(t)
+	ctx := context.Background()
+	node1 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
+	node2 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
+	ana := node1.signUp()
+	on2 := node2.as(ana)
+	for range 3 { // the second node now has the session cached
+		if _, err := on2.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ana.Auth.LogOut(ctx, connect.NewRequest(&podsv1.LogOutRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	eventually(t, func() bool {
+		_, err = on2.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+		return err != nil
+	})
 	wantCode(t, err, connect.CodeUnauthenticated)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,5 +192,17 @@ func wantCode(t *testing.T, err error, code connect.Code) {
 	var ce *connect.Error
 	if !errors.As(err, &ce) || ce.Code() != code {
 		t.Fatalf("got error %v, want code %v", err, code)
+	}
+}
+
+// eventually fails t unless cond becomes true within 5 s.
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -55,13 +55,14 @@ const (
 
 // Server holds what every handler shares.
 type Server struct {
-	pool   *db.Pool
-	hub    *stream.Hub
-	logger *slog.Logger
-	sends  *db.MessageBatcher
-	writes *rateLimiter
-	typing *rateLimiter // per user and pod
-	calls  *metricsInterceptor
+	pool     *db.Pool
+	hub      *stream.Hub
+	logger   *slog.Logger
+	sends    *db.MessageBatcher
+	sessions *sessionCache
+	writes   *rateLimiter
+	typing   *rateLimiter // per user and pod
+	calls    *metricsInterceptor
 
 	passwordMemoryKiB uint32
 }
@@ -83,8 +84,11 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	sessions := newSessionCache()
+	cfg.Hub.WatchSessions(sessions)
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
+		sessions:          sessions,
 		sends:             db.NewMessageBatcher(cfg.Pool, messageWriters, maxMessageBatch, cfg.Hub.MessagesCommitted),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
@@ -100,7 +104,7 @@ const compressMinBytes = 2048
 // (for grpcurl and buf curl), on one mux.
 func (s *Server) Handler() http.Handler {
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, logger: s.logger}),
+		connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, sessions: s.sessions, logger: s.logger}),
 		// Chat events are a few hundred bytes: gzip would cost more CPU
 		// (a compressor reset per message) than it saves on the wire.
 		connect.WithCompressMinBytes(compressMinBytes),

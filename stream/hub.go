@@ -77,6 +77,8 @@ type Hub struct {
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
 
+	sessions SessionWatcher // told of revoked sessions; may be nil
+
 	metrics     *metrics
 	walPosition atomic.Uint64 // the WAL position handled; 0 while not replicating
 }
@@ -203,11 +205,13 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	listen := "LISTEN " + strings.Join([]string{channelEvents, channelMembers, channelPresence, channelTyping, channelRead}, "; LISTEN ")
+	listen := "LISTEN " + strings.Join([]string{channelEvents, channelMembers, channelPresence, channelTyping, channelRead, channelSessions}, "; LISTEN ")
 	if _, err := conn.Exec(ctx, listen); err != nil {
 		return err
 	}
 	connected()
+	h.watchingSessions(true)
+	defer h.watchingSessions(false)
 	h.resync()
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, h.cfg.ProbeInterval)
@@ -249,6 +253,10 @@ func (h *Hub) resync() {
 }
 
 func (h *Hub) notified(channel, payload string) {
+	if channel == channelSessions {
+		h.sessionRevoked(payload)
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch channel {
