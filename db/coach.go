@@ -41,8 +41,9 @@ func CoachLock(ctx context.Context, pool *Pool, fn func(tx Tx) error) (bool, err
 // last message, so a pod gets one nudge per quiet spell.
 func EnqueueQuietJobs(ctx context.Context, q Querier, now time.Time, quietAfter time.Duration) (int64, error) {
 	tag, err := q.Exec(ctx, `
-		INSERT INTO coach_jobs (key, pod_id, kind, run_at)
-		SELECT 'quiet:' || p.id || ':' || coalesce(last.seq, 0), p.id, 'quiet', $1::timestamptz
+		INSERT INTO coach_jobs (key, pod_id, kind, payload, run_at)
+		SELECT 'quiet:' || p.id || ':' || coalesce(last.seq, 0), p.id, 'quiet',
+		       jsonb_build_object('last_seq', coalesce(last.seq, 0)), $1::timestamptz
 		FROM pods p
 		LEFT JOIN LATERAL (
 			SELECT m.seq, m.created_at FROM messages m
@@ -196,21 +197,65 @@ type Intervention struct {
 	Scores    []byte // JSON, for conflicts
 }
 
-// ErrJobDone means another run of a coach job completed it first.
+// ErrJobDone means another run of a coach job completed it first, or that
+// what called for it is over (see CoachJobDue).
 var ErrJobDone = errors.New("coach job already done")
+
+// CoachJobSkip completes a job that is no longer due, without a message.
+func CoachJobSkip(ctx context.Context, q Querier, id int64) error {
+	_, err := q.Exec(ctx, `UPDATE coach_jobs SET done_at = now(), last_error = 'no longer due'
+		WHERE id = $1 AND done_at IS NULL`, id)
+	return translate(err, "skipping coach job")
+}
+
+// CoachJobDue tells whether what called for a job still holds: the pod
+// still has the coach on; for a quiet job, no member has written since it
+// was queued; for a reminder, the member is still in the pod and has not
+// checked in for that day. A conflict, once seen, stays due.
+func CoachJobDue(ctx context.Context, q Querier, job CoachJob) (bool, error) {
+	var due bool
+	err := q.QueryRow(ctx, `
+		SELECT p.coach_enabled AND CASE $2
+			WHEN 'quiet' THEN NOT EXISTS (
+				SELECT 1 FROM messages m WHERE m.pod_id = p.id AND m.author_id <> $4
+				  AND m.seq > coalesce(($3::jsonb ->> 'last_seq')::bigint, 0))
+			WHEN 'reminder' THEN EXISTS (
+				SELECT 1 FROM memberships ms WHERE ms.pod_id = p.id AND ms.user_id = ($3::jsonb ->> 'user_id')::uuid)
+			  AND NOT EXISTS (
+				SELECT 1 FROM check_ins c WHERE c.pod_id = p.id AND c.user_id = ($3::jsonb ->> 'user_id')::uuid
+				  AND c.date = ($3::jsonb ->> 'date')::date AND c.done)
+			ELSE true END
+		FROM pods p WHERE p.id = $1`, job.PodID, job.Kind, job.Payload, CoachUserID).Scan(&due)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // the pod is gone
+	}
+	return due, translate(err, "checking coach job")
+}
 
 // Intervene posts the coach's message for a job, with its coachIntervened
 // event and its record, and completes the job, all in one transaction that
 // holds the job's row: of two runs of a job (a lease that ran out), the
-// second finds it done and gets ErrJobDone. The message's idempotency key
+// second finds it done and gets ErrJobDone. A job no longer due (see
+// CoachJobDue) is completed without a message, also with ErrJobDone. The message's idempotency key
 // comes from the job key as well.
 func Intervene(ctx context.Context, pool *Pool, iv Intervention, idempotencyKey string) (Message, error) {
 	var msg Message
+	var over bool // the job is no longer due, and now done
 	err := InTx(ctx, pool, func(tx Tx) error {
 		var done bool
 		if err := tx.QueryRow(ctx, `SELECT done_at IS NOT NULL FROM coach_jobs WHERE id = $1 FOR UPDATE`,
 			iv.Job.ID).Scan(&done); err != nil {
 			return translate(err, "locking job")
+		}
+		if !done {
+			due, err := CoachJobDue(ctx, tx, iv.Job)
+			if err != nil {
+				return err
+			}
+			if !due {
+				over = true
+				return CoachJobSkip(ctx, tx, iv.Job.ID)
+			}
 		}
 		if done {
 			return ErrJobDone
@@ -241,6 +286,9 @@ func Intervene(ctx context.Context, pool *Pool, iv Intervention, idempotencyKey 
 		_, err = tx.Exec(ctx, `UPDATE coach_jobs SET done_at = now(), last_error = NULL WHERE id = $1`, iv.Job.ID)
 		return translate(err, "completing job")
 	})
+	if err == nil && over {
+		return Message{}, ErrJobDone
+	}
 	return msg, err
 }
 

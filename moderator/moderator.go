@@ -246,6 +246,17 @@ func (c *Coach) work(ctx context.Context) error {
 
 // run speaks for one job.
 func (c *Coach) run(ctx context.Context, job db.CoachJob) error {
+	// Spare the model a job that is over; Intervene checks again.
+	if due, err := db.CoachJobDue(ctx, c.cfg.Pool, job); err != nil || !due {
+		if err != nil {
+			return err
+		}
+		c.log.Info("coach: job no longer due", "job", job.Key)
+		if err := db.CoachJobSkip(ctx, c.cfg.Pool, job.ID); err != nil {
+			return err
+		}
+		return db.ErrJobDone
+	}
 	pod, err := db.LoadCoachContext(ctx, c.cfg.Pool, job.PodID, 10)
 	if err != nil {
 		return err

@@ -421,3 +421,71 @@ func TestASecondRunOfADoneJobChangesNothing(t *testing.T) {
 		t.Fatalf("%d coach messages, want 1", n)
 	}
 }
+
+// A job queued for something that is over by the time a worker takes it
+// (a member spoke, the coach was switched off, the member checked in) is
+// completed without a message.
+func TestJobsNoLongerDueAreDropped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	quietJob := func(w *world) {
+		w.say(1, "anyone up?", false)
+		time.Sleep(10 * time.Millisecond)
+		if n, err := db.EnqueueQuietJobs(ctx, w.d.Pool, time.Now(), time.Millisecond); err != nil || n != 1 {
+			t.Fatalf("queued %d quiet jobs (%v), want 1", n, err)
+		}
+	}
+	reminderAt := time.Date(2026, 5, 4, 21, 0, 0, 0, time.UTC) // past everyone's 20:00
+	cases := map[string]struct {
+		queue  func(w *world)
+		change func(w *world)
+		now    func() time.Time
+	}{
+		"a member spoke": {
+			queue:  quietJob,
+			change: func(w *world) { w.say(2, "here!", false) },
+		},
+		"the coach was switched off": {
+			queue: quietJob,
+			change: func(w *world) {
+				if err := db.PodSetCoach(ctx, w.d.Pool, w.pod.ID, w.members[0].ID, false); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		"everyone checked in": {
+			queue: func(w *world) {
+				if n, err := db.EnqueueReminderJobs(ctx, w.d.Pool, reminderAt); err != nil || n != 3 {
+					t.Fatalf("queued %d reminders (%v), want 3", n, err)
+				}
+			},
+			change: func(w *world) {
+				for _, m := range w.members {
+					if _, err := w.d.Pool.Exec(ctx, `INSERT INTO check_ins (pod_id, user_id, date, done) VALUES ($1, $2, '2026-05-04', true)`,
+						w.pod.ID, m.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			now: func() time.Time { return reminderAt },
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, "UTC")
+			tc.queue(w)
+			tc.change(w)
+			w.step(w.coach(moderator.Config{QuietAfter: 2 * time.Hour, Now: tc.now}))
+			if n := w.coachMessages(); n != 0 {
+				t.Fatalf("the coach posted %d messages", n)
+			}
+			var open, dropped int
+			err := w.d.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE done_at IS NULL),
+				count(*) FILTER (WHERE last_error = 'no longer due') FROM coach_jobs`).Scan(&open, &dropped)
+			if err != nil || open != 0 || dropped == 0 {
+				t.Fatalf("%d jobs open, %d dropped (%v)", open, dropped, err)
+			}
+		})
+	}
+}
