@@ -119,6 +119,10 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		"max_replication_slots":   "20",
 		"max_connections":         "300",
 		"shared_buffers":          "128MB",
+		// Tables that grow fast from empty (a new install, a load test)
+		// get statistics within seconds rather than a minute, so that
+		// queries stop using plans made for empty tables.
+		"autovacuum_naptime": "5s",
 	}
 	maps.Copy(c.settings, cfg.Settings)
 	c.socketDir, _, _ = strings.Cut(c.settings["unix_socket_directories"], ",")
