@@ -2,35 +2,58 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // EventsPublication is the publication of the event log's inserts.
 const EventsPublication = "pods_events"
 
-// UseNotify turns the event log's NOTIFY trigger on or off. With the
-// logical-replication change source it is off, so writers never take the
-// notification queue's lock; every node on a database must use the same
+// ErrChangeSourceInUse means another live node uses the other change
 // source.
+var ErrChangeSourceInUse = errors.New("another node of this database uses the other change source")
+
+// UseNotify turns the event log's NOTIFY trigger on or off for node nodeID.
+// With the logical-replication change source it is off, so writers never
+// take the notification queue's lock. Every node on a database must use the
+// same source: switching while another node holds a lease is refused with
+// ErrChangeSourceInUse, as it would stop that node's deliveries.
 //
 // It alters the table only when the trigger is not already as wanted: the
 // ALTER waits for, and then blocks, every write to the event log, which a
 // node restarting under load should not do.
-func UseNotify(ctx context.Context, q Querier, on bool) error {
-	var enabled bool
-	if err := q.QueryRow(ctx, `SELECT tgenabled <> 'D' FROM pg_trigger
-		WHERE tgrelid = 'events'::regclass AND tgname = 'events_notify'`).Scan(&enabled); err != nil {
-		return translate(err, "reading the events trigger")
-	}
-	if enabled == on {
-		return nil
-	}
-	action := "DISABLE"
-	if on {
-		action = "ENABLE"
-	}
-	_, err := q.Exec(ctx, `ALTER TABLE events `+action+` TRIGGER events_notify`)
-	return translate(err, "switching the events trigger")
+func UseNotify(ctx context.Context, pool *Pool, nodeID string, on bool) error {
+	return InTx(ctx, pool, func(tx Tx) error {
+		// One node at a time decides, so that two starting together with
+		// different sources cannot both switch.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pods change source'))`); err != nil {
+			return translate(err, "locking the change source")
+		}
+		var enabled bool
+		if err := tx.QueryRow(ctx, `SELECT tgenabled <> 'D' FROM pg_trigger
+			WHERE tgrelid = 'events'::regclass AND tgname = 'events_notify'`).Scan(&enabled); err != nil {
+			return translate(err, "reading the events trigger")
+		}
+		if enabled == on {
+			return nil
+		}
+		var other string
+		err := tx.QueryRow(ctx, `SELECT id FROM nodes WHERE lease_until > now() AND id <> $1 LIMIT 1`, nodeID).Scan(&other)
+		if err == nil {
+			return fmt.Errorf("%w: node %q is live with the events trigger's NOTIFY %s", ErrChangeSourceInUse, other, map[bool]string{true: "on (notify)", false: "off (wal)"}[enabled])
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return translate(err, "looking for live nodes")
+		}
+		action := "DISABLE"
+		if on {
+			action = "ENABLE"
+		}
+		_, err = tx.Exec(ctx, `ALTER TABLE events `+action+` TRIGGER events_notify`)
+		return translate(err, "switching the events trigger")
+	})
 }
 
 // CheckLogicalReplication returns an error saying what to change if the

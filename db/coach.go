@@ -78,18 +78,19 @@ func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, 
 // UnscoredMessage is a recent message the hostility scorer has not seen.
 type UnscoredMessage struct {
 	ID, PodID, Body string
-	CreatedAt       time.Time
+	// CreatedAt is when the message was written, or last edited.
+	CreatedAt time.Time
 }
 
-// UnscoredMessages returns up to limit messages written since since by
-// members (not the coach), not flagged humor and not scored yet, oldest
-// first.
+// UnscoredMessages returns up to limit messages written or edited since
+// since by members (not the coach), not flagged humor and not scored yet
+// (an edit forgets the score), oldest first.
 func UnscoredMessages(ctx context.Context, q Querier, since time.Time, limit int) ([]UnscoredMessage, error) {
 	rows, err := q.Query(ctx, `
-		SELECT m.id, m.pod_id, m.body, m.created_at FROM messages m
-		WHERE m.created_at > $1 AND m.author_id <> $2 AND NOT m.humor
+		SELECT m.id, m.pod_id, m.body, greatest(m.created_at, m.edited_at) AS at FROM messages m
+		WHERE (m.created_at > $1 OR m.edited_at > $1) AND m.author_id <> $2 AND NOT m.humor
 		  AND NOT EXISTS (SELECT 1 FROM message_scores s WHERE s.message_id = m.id)
-		ORDER BY m.created_at LIMIT $3`, since, CoachUserID, limit)
+		ORDER BY at LIMIT $3`, since, CoachUserID, limit)
 	if err != nil {
 		return nil, translate(err, "reading unscored messages")
 	}
@@ -122,11 +123,13 @@ func SaveScores(ctx context.Context, q Querier, msgs []UnscoredMessage, scores [
 }
 
 // RecentScores returns the scores of a pod's last n scored messages
-// written since since, newest first. Messages deleted since are gone.
+// written or edited since since, newest (highest seq) first. Messages
+// deleted since are gone.
 func RecentScores(ctx context.Context, q Querier, podID string, since time.Time, n int) ([]MessageScore, error) {
 	rows, err := q.Query(ctx, `
-		SELECT message_id, compound, hostility, hostile FROM message_scores
-		WHERE pod_id = $1 AND created_at > $2 ORDER BY created_at DESC LIMIT $3`, podID, since, n)
+		SELECT s.message_id, s.compound, s.hostility, s.hostile FROM message_scores s
+		JOIN messages m ON m.id = s.message_id
+		WHERE s.pod_id = $1 AND s.created_at > $2 ORDER BY m.seq DESC LIMIT $3`, podID, since, n)
 	if err != nil {
 		return nil, translate(err, "reading scores")
 	}

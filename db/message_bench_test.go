@@ -39,7 +39,7 @@ func BenchmarkMessageSend(b *testing.B) {
 		name   string
 		notify bool
 	}{{"notify", true}, {"no-notify", false}} {
-		if err := db.UseNotify(ctx, d.Pool, source.notify); err != nil {
+		if err := db.UseNotify(ctx, d.Pool, "bench", source.notify); err != nil {
 			b.Fatal(err)
 		}
 		name := source.name

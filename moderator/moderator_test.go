@@ -489,3 +489,43 @@ func TestJobsNoLongerDueAreDropped(t *testing.T) {
 		})
 	}
 }
+
+// A hostile message that is edited into a calm one, or flagged as a joke,
+// no longer counts towards a conflict.
+func TestEditedOrHumorFlaggedMessagesAreRescored(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	c := w.coach(moderator.Config{})
+	ctx := context.Background()
+	w.say(1, "you always lie about your check-ins, you fraud", false)
+	w.say(2, "whatever, you're pathetic", false)
+	w.step(c) // both scored hostile
+	var ids []string
+	rows, err := w.d.Pool.Query(ctx, `SELECT id FROM messages WHERE author_id <> $1 ORDER BY seq`, db.CoachUserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	if len(ids) != 2 {
+		t.Fatalf("%d messages", len(ids))
+	}
+	calm := "sorry, I take that back, you have been doing great"
+	if _, err := db.MessageEdit(ctx, w.d.Pool, db.MessageEditParams{MessageID: ids[0], UserID: w.members[1].ID, Body: calm}); err != nil {
+		t.Fatal(err)
+	}
+	joke := true
+	if _, err := db.MessageEdit(ctx, w.d.Pool, db.MessageEditParams{MessageID: ids[1], UserID: w.members[2].ID, Body: "whatever, you're pathetic", Humor: &joke}); err != nil {
+		t.Fatal(err)
+	}
+	// A third hostile message alone is no conflict now.
+	w.say(1, "shut up, nobody cares about your stupid excuses", false)
+	w.step(c)
+	w.step(c)
+	if got := w.interventions(db.JobConflict); len(got) != 0 {
+		t.Fatalf("intervened on messages taken back: %v", got)
+	}
+}

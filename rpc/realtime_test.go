@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -192,7 +193,8 @@ func TestTheSendingNodeDeliversWithoutItsChangeSource(t *testing.T) {
 	e.join(bob, pod)
 	s := e.subscribe(bob, nil)
 	s.ready()
-	if err := db.UseNotify(ctx, e.db.Pool, false); err != nil {
+	// The listener now misses every event, as if it had lost them.
+	if _, err := e.db.Pool.Exec(ctx, `ALTER TABLE events DISABLE TRIGGER events_notify`); err != nil {
 		t.Fatal(err)
 	}
 
@@ -216,7 +218,7 @@ func TestTheSendingNodeDeliversWithoutItsChangeSource(t *testing.T) {
 	}
 	e.send(alice, pod.Id, "k2", "sent here again")
 	s.quiet(300 * time.Millisecond)
-	if err := db.UseNotify(ctx, e.db.Pool, true); err != nil {
+	if _, err := e.db.Pool.Exec(ctx, `ALTER TABLE events ENABLE TRIGGER events_notify`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.MessageSend(ctx, e.db.Pool, db.MessageSendParams{PodID: pod.Id, AuthorID: bob.user.Id, IdempotencyKey: "wake", Body: "and a third"}); err != nil {
@@ -227,5 +229,32 @@ func TestTheSendingNodeDeliversWithoutItsChangeSource(t *testing.T) {
 		if ev.Seq != sent.Seq+1+int64(i) || ev.GetMessageCreated().GetMessage().GetBody() != body {
 			t.Fatalf("event %d: got %v, want %q at seq %d", i, ev, body, sent.Seq+1+int64(i))
 		}
+	}
+}
+
+// A node started with the other change source than a live node of the same
+// database refuses to start: switching the events trigger would stop the
+// live node's deliveries.
+func TestNodesMustShareTheChangeSource(t *testing.T) {
+	t.Parallel()
+	for _, first := range sources {
+		t.Run(first, func(t *testing.T) {
+			t.Parallel()
+			d := dbtest.New(t)
+			e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: first, NodeID: "first"})
+			eventually(t, func() bool { return e.count(`SELECT count(*) FROM nodes WHERE id = 'first'`) == 1 })
+			other := stream.SourceWAL
+			if first == stream.SourceWAL {
+				other = stream.SourceNotify
+			}
+			second := stream.NewHub(stream.Config{Pool: d.Pool, ChangeSource: other, NodeID: "second"})
+			if err := second.Prepare(context.Background()); !errors.Is(err, db.ErrChangeSourceInUse) {
+				t.Fatalf("second node with %s: %v, want ErrChangeSourceInUse", other, err)
+			}
+			same := stream.NewHub(stream.Config{Pool: d.Pool, ChangeSource: first, NodeID: "third"})
+			if err := same.Prepare(context.Background()); err != nil {
+				t.Fatalf("a node with the same source: %v", err)
+			}
+		})
 	}
 }

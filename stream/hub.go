@@ -152,17 +152,18 @@ func (h *Hub) Close() {
 }
 
 // Prepare sets the database up for the change source: it turns the events
-// trigger's NOTIFY on or off, and for the WAL source checks that the
-// server can stream logical replication.
+// trigger's NOTIFY on or off (refusing to while another live node uses the
+// other source), and for the WAL source checks that the server can stream
+// logical replication.
 func (h *Hub) Prepare(ctx context.Context) error {
 	switch h.cfg.ChangeSource {
 	case SourceNotify:
-		return db.UseNotify(ctx, h.cfg.Pool, true)
+		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, true)
 	case SourceWAL:
 		if err := db.CheckLogicalReplication(ctx, h.cfg.Pool); err != nil {
 			return err
 		}
-		return db.UseNotify(ctx, h.cfg.Pool, false)
+		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, false)
 	}
 	return fmt.Errorf("unknown change source %q: want %s or %s", h.cfg.ChangeSource, SourceNotify, SourceWAL)
 }
