@@ -88,6 +88,8 @@ export class Connection {
 
   private async loop(): Promise<void> {
     let failures = 0;
+    let restartedAt = 0;
+    let quickRestarts = 0;
     while (!this.stopped) {
       let result: Attempt;
       try {
@@ -97,7 +99,15 @@ export class Connection {
         return;
       }
       if (this.stopped) return;
-      if (result === "restart") continue; // our own doing: resubscribe at once
+      if (result === "restart") {
+        // Our own doing (a gap, a new pod): resubscribe at once, unless it
+        // keeps happening; a stream that skips a seq every time must not
+        // turn into a loop of subscribes.
+        quickRestarts = Date.now() - restartedAt < minHealthyMs ? quickRestarts + 1 : 0;
+        restartedAt = Date.now();
+        if (quickRestarts > 0) await this.sleep(Math.min(backoffMaxMs, backoffBaseMs * 2 ** (quickRestarts - 1)));
+        continue;
+      }
       if (result === "lived") {
         // A stream that was healthy for a while ended (the node restarts,
         // say): come right back once before showing red.
