@@ -12,8 +12,12 @@ import (
 // CoachUserID is the id of the coach, the bot member of every pod.
 const CoachUserID = "c0ac0000-0000-4000-8000-000000000001"
 
-// EventCoachIntervened is the event kind of a coach intervention.
-const EventCoachIntervened = "coach_intervened"
+// Event kinds of the coach: an intervention, and the owner switching the
+// coach on or off (payload: {"enabled": bool}).
+const (
+	EventCoachIntervened = "coach_intervened"
+	EventCoachSwitched   = "coach_switched"
+)
 
 // Coach job kinds, which are also the triggers of interventions.
 const (

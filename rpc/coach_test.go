@@ -59,14 +59,25 @@ func TestCoachSpeaksThroughTheStreamAndCanBeSwitchedOff(t *testing.T) {
 	if err := setCoach(owner, false); err != nil {
 		t.Fatal(err)
 	}
+	if ev := s.nextLogged(); ev.GetCoachSwitched() == nil || ev.GetCoachSwitched().GetEnabled() {
+		t.Fatalf("after switching the coach off: got %v, want coachSwitched off", ev)
+	}
+	if err := setCoach(owner, false); err != nil { // already off: no event
+		t.Fatal(err)
+	}
 	e.send(member, pod.Id, "k", "anyone up?")
-	s.nextLogged()
+	if ev := s.nextLogged(); ev.GetMessageCreated() == nil {
+		t.Fatalf("got %v, want the message", ev)
+	}
 	if err := quiet().Step(ctx); err != nil {
 		t.Fatal(err)
 	}
 	s.quiet(300 * time.Millisecond)
 	if err := setCoach(owner, true); err != nil {
 		t.Fatal(err)
+	}
+	if ev := s.nextLogged(); !ev.GetCoachSwitched().GetEnabled() {
+		t.Fatalf("after switching the coach on: got %v, want coachSwitched on", ev)
 	}
 	if err := quiet().Step(ctx); err != nil {
 		t.Fatal(err)

@@ -123,6 +123,8 @@ func Event(e db.Event) (*podsv1.Event, error) {
 	case db.EventCoachIntervened:
 		out.Kind = &podsv1.Event_CoachIntervened{CoachIntervened: &podsv1.CoachIntervened{
 			MessageId: p.MessageID, Trigger: coachTriggers[p.Trigger]}}
+	case db.EventCoachSwitched:
+		out.Kind = &podsv1.Event_CoachSwitched{CoachSwitched: &podsv1.CoachSwitched{Enabled: p.Enabled}}
 	default:
 		return nil, fmt.Errorf("event %s/%d: unknown kind %q", e.PodID, e.Seq, e.Kind)
 	}
@@ -141,6 +143,7 @@ type eventPayload struct {
 	Coach       bool      `json:"coach"`
 	Role        string    `json:"role"`
 	JoinedAt    time.Time `json:"joined_at"`
+	Enabled     bool      `json:"enabled"`
 	Trigger     string    `json:"trigger"`
 }
 

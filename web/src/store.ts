@@ -284,6 +284,9 @@ export class Store implements StreamSink {
       case "coachIntervened":
         p.coachTriggers.set(k.value.messageId, k.value.trigger);
         return;
+      case "coachSwitched":
+        p.pod.coachEnabled = k.value.enabled;
+        return;
       default:
         // An event we don't show (or one emptied because its message is
         // gone): it only moves the cursor.

@@ -111,3 +111,12 @@ test("our own live join asks for a fresh ready, another's does not; a pod missin
   store.ready(create(ReadySchema, { pods: [] }));
   assert.equal(store.pods.size, 0);
 });
+
+test("the coach switched off and on shows in the pod", () => {
+  const switched = (seq: bigint, enabled: boolean) =>
+    create(EventSchema, { podId, seq, kind: { case: "coachSwitched", value: { $typeName: "pods.v1.CoachSwitched", enabled } } });
+  assert.equal(store.event(switched(11n, false)), "ok");
+  assert.equal(store.pods.get(podId)!.pod.coachEnabled, false);
+  assert.equal(store.event(switched(12n, true)), "ok");
+  assert.equal(store.pods.get(podId)!.pod.coachEnabled, true);
+});

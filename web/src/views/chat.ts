@@ -129,7 +129,7 @@ export class ChatView implements RowHandlers {
       this.members,
       p.pod.members,
       (m) => m.user!.id,
-      (m) => [m.user!.displayName, p.online.has(m.user!.id), p.streaks.get(m.user!.id)?.current ?? ""].join("|"),
+      (m) => [m.user!.displayName, p.online.has(m.user!.id), p.streaks.get(m.user!.id)?.current ?? "", m.user!.coach && p.pod.coachEnabled].join("|"),
       (m) => {
         const u = m.user!;
         const online = p.online.has(u.id);
@@ -138,7 +138,7 @@ export class ChatView implements RowHandlers {
           "li",
           { class: "member", "data-user-id": u.id, "data-online": u.coach ? undefined : String(online) },
           u.coach ? h("span", { "aria-hidden": "true", text: "🤖" }) : h("span", { class: online ? "dot online" : "dot", "aria-label": online ? "online" : "offline" }),
-          h("span", { class: "member-name", text: u.id === this.store.me.userId ? `${u.displayName} (you)` : u.displayName }),
+          h("span", { class: "member-name", text: u.id === this.store.me.userId ? `${u.displayName} (you)` : u.coach && !p.pod.coachEnabled ? `${u.displayName} (off)` : u.displayName }),
           streak ? h("span", { class: "streak", title: `${streak}-day streak`, text: `🔥${streak}` }) : null,
         );
       },

@@ -195,6 +195,7 @@ type Event struct {
 	//	*Event_Presence
 	//	*Event_Typing
 	//	*Event_ReadUpdated
+	//	*Event_CoachSwitched
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -393,6 +394,15 @@ func (x *Event) GetReadUpdated() *ReadUpdated {
 	return nil
 }
 
+func (x *Event) GetCoachSwitched() *CoachSwitched {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_CoachSwitched); ok {
+			return x.CoachSwitched
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -457,6 +467,10 @@ type Event_ReadUpdated struct {
 	ReadUpdated *ReadUpdated `protobuf:"bytes,24,opt,name=read_updated,json=readUpdated,proto3,oneof"`
 }
 
+type Event_CoachSwitched struct {
+	CoachSwitched *CoachSwitched `protobuf:"bytes,25,opt,name=coach_switched,json=coachSwitched,proto3,oneof"`
+}
+
 func (*Event_Ready) isEvent_Kind() {}
 
 func (*Event_Heartbeat) isEvent_Kind() {}
@@ -486,6 +500,8 @@ func (*Event_Presence) isEvent_Kind() {}
 func (*Event_Typing) isEvent_Kind() {}
 
 func (*Event_ReadUpdated) isEvent_Kind() {}
+
+func (*Event_CoachSwitched) isEvent_Kind() {}
 
 // The first event of every stream: the state the events that follow apply to.
 type Ready struct {
@@ -1012,6 +1028,51 @@ func (x *CoachIntervened) GetTrigger() CoachTrigger {
 	return CoachTrigger_COACH_TRIGGER_UNSPECIFIED
 }
 
+// The pod's owner switched the coach on or off (PodService.SetCoach).
+type CoachSwitched struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enabled       bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CoachSwitched) Reset() {
+	*x = CoachSwitched{}
+	mi := &file_pods_v1_realtime_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CoachSwitched) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CoachSwitched) ProtoMessage() {}
+
+func (x *CoachSwitched) ProtoReflect() protoreflect.Message {
+	mi := &file_pods_v1_realtime_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CoachSwitched.ProtoReflect.Descriptor instead.
+func (*CoachSwitched) Descriptor() ([]byte, []int) {
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CoachSwitched) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
 type Presence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1022,7 +1083,7 @@ type Presence struct {
 
 func (x *Presence) Reset() {
 	*x = Presence{}
-	mi := &file_pods_v1_realtime_proto_msgTypes[14]
+	mi := &file_pods_v1_realtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1095,7 @@ func (x *Presence) String() string {
 func (*Presence) ProtoMessage() {}
 
 func (x *Presence) ProtoReflect() protoreflect.Message {
-	mi := &file_pods_v1_realtime_proto_msgTypes[14]
+	mi := &file_pods_v1_realtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1108,7 @@ func (x *Presence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Presence.ProtoReflect.Descriptor instead.
 func (*Presence) Descriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{14}
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Presence) GetUserId() string {
@@ -1074,7 +1135,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_pods_v1_realtime_proto_msgTypes[15]
+	mi := &file_pods_v1_realtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1147,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_pods_v1_realtime_proto_msgTypes[15]
+	mi := &file_pods_v1_realtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1160,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{15}
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Typing) GetUserId() string {
@@ -1127,7 +1188,7 @@ type ReadUpdated struct {
 
 func (x *ReadUpdated) Reset() {
 	*x = ReadUpdated{}
-	mi := &file_pods_v1_realtime_proto_msgTypes[16]
+	mi := &file_pods_v1_realtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1200,7 @@ func (x *ReadUpdated) String() string {
 func (*ReadUpdated) ProtoMessage() {}
 
 func (x *ReadUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_pods_v1_realtime_proto_msgTypes[16]
+	mi := &file_pods_v1_realtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1213,7 @@ func (x *ReadUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadUpdated.ProtoReflect.Descriptor instead.
 func (*ReadUpdated) Descriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{16}
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadUpdated) GetSeq() int64 {
@@ -1180,7 +1241,7 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"9\n" +
 	"\x11SubscribeResponse\x12$\n" +
-	"\x05event\x18\x01 \x01(\v2\x0e.pods.v1.EventR\x05event\"\xe7\a\n" +
+	"\x05event\x18\x01 \x01(\v2\x0e.pods.v1.EventR\x05event\"\xa8\b\n" +
 	"\x05Event\x12\x15\n" +
 	"\x06pod_id\x18\x01 \x01(\tR\x05podId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12*\n" +
@@ -1202,7 +1263,8 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"\x10coach_intervened\x18\x15 \x01(\v2\x18.pods.v1.CoachIntervenedH\x00R\x0fcoachIntervened\x12/\n" +
 	"\bpresence\x18\x16 \x01(\v2\x11.pods.v1.PresenceH\x00R\bpresence\x12)\n" +
 	"\x06typing\x18\x17 \x01(\v2\x0f.pods.v1.TypingH\x00R\x06typing\x129\n" +
-	"\fread_updated\x18\x18 \x01(\v2\x14.pods.v1.ReadUpdatedH\x00R\vreadUpdatedB\x06\n" +
+	"\fread_updated\x18\x18 \x01(\v2\x14.pods.v1.ReadUpdatedH\x00R\vreadUpdated\x12?\n" +
+	"\x0ecoach_switched\x18\x19 \x01(\v2\x16.pods.v1.CoachSwitchedH\x00R\rcoachSwitchedB\x06\n" +
 	"\x04kind\"]\n" +
 	"\x05Ready\x12'\n" +
 	"\x04pods\x18\x01 \x03(\v2\x13.pods.v1.PodSummaryR\x04pods\x12+\n" +
@@ -1234,7 +1296,9 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"\x0fCoachIntervened\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
-	"\atrigger\x18\x02 \x01(\x0e2\x15.pods.v1.CoachTriggerR\atrigger\";\n" +
+	"\atrigger\x18\x02 \x01(\x0e2\x15.pods.v1.CoachTriggerR\atrigger\")\n" +
+	"\rCoachSwitched\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\";\n" +
 	"\bPresence\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\"9\n" +
@@ -1266,7 +1330,7 @@ func file_pods_v1_realtime_proto_rawDescGZIP() []byte {
 }
 
 var file_pods_v1_realtime_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pods_v1_realtime_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pods_v1_realtime_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_pods_v1_realtime_proto_goTypes = []any{
 	(CoachTrigger)(0),             // 0: pods.v1.CoachTrigger
 	(*SubscribeRequest)(nil),      // 1: pods.v1.SubscribeRequest
@@ -1283,21 +1347,22 @@ var file_pods_v1_realtime_proto_goTypes = []any{
 	(*PodDeleted)(nil),            // 12: pods.v1.PodDeleted
 	(*CheckInRecorded)(nil),       // 13: pods.v1.CheckInRecorded
 	(*CoachIntervened)(nil),       // 14: pods.v1.CoachIntervened
-	(*Presence)(nil),              // 15: pods.v1.Presence
-	(*Typing)(nil),                // 16: pods.v1.Typing
-	(*ReadUpdated)(nil),           // 17: pods.v1.ReadUpdated
-	nil,                           // 18: pods.v1.SubscribeRequest.CursorsEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*PodSummary)(nil),            // 20: pods.v1.PodSummary
-	(*Message)(nil),               // 21: pods.v1.Message
-	(*Member)(nil),                // 22: pods.v1.Member
-	(*CheckIn)(nil),               // 23: pods.v1.CheckIn
-	(*Streak)(nil),                // 24: pods.v1.Streak
+	(*CoachSwitched)(nil),         // 15: pods.v1.CoachSwitched
+	(*Presence)(nil),              // 16: pods.v1.Presence
+	(*Typing)(nil),                // 17: pods.v1.Typing
+	(*ReadUpdated)(nil),           // 18: pods.v1.ReadUpdated
+	nil,                           // 19: pods.v1.SubscribeRequest.CursorsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*PodSummary)(nil),            // 21: pods.v1.PodSummary
+	(*Message)(nil),               // 22: pods.v1.Message
+	(*Member)(nil),                // 23: pods.v1.Member
+	(*CheckIn)(nil),               // 24: pods.v1.CheckIn
+	(*Streak)(nil),                // 25: pods.v1.Streak
 }
 var file_pods_v1_realtime_proto_depIdxs = []int32{
-	18, // 0: pods.v1.SubscribeRequest.cursors:type_name -> pods.v1.SubscribeRequest.CursorsEntry
+	19, // 0: pods.v1.SubscribeRequest.cursors:type_name -> pods.v1.SubscribeRequest.CursorsEntry
 	3,  // 1: pods.v1.SubscribeResponse.event:type_name -> pods.v1.Event
-	19, // 2: pods.v1.Event.at:type_name -> google.protobuf.Timestamp
+	20, // 2: pods.v1.Event.at:type_name -> google.protobuf.Timestamp
 	4,  // 3: pods.v1.Event.ready:type_name -> pods.v1.Ready
 	5,  // 4: pods.v1.Event.heartbeat:type_name -> pods.v1.Heartbeat
 	6,  // 5: pods.v1.Event.message_created:type_name -> pods.v1.MessageCreated
@@ -1310,23 +1375,24 @@ var file_pods_v1_realtime_proto_depIdxs = []int32{
 	12, // 12: pods.v1.Event.pod_deleted:type_name -> pods.v1.PodDeleted
 	13, // 13: pods.v1.Event.check_in_recorded:type_name -> pods.v1.CheckInRecorded
 	14, // 14: pods.v1.Event.coach_intervened:type_name -> pods.v1.CoachIntervened
-	15, // 15: pods.v1.Event.presence:type_name -> pods.v1.Presence
-	16, // 16: pods.v1.Event.typing:type_name -> pods.v1.Typing
-	17, // 17: pods.v1.Event.read_updated:type_name -> pods.v1.ReadUpdated
-	20, // 18: pods.v1.Ready.pods:type_name -> pods.v1.PodSummary
-	21, // 19: pods.v1.MessageCreated.message:type_name -> pods.v1.Message
-	21, // 20: pods.v1.MessageEdited.message:type_name -> pods.v1.Message
-	22, // 21: pods.v1.MemberJoined.member:type_name -> pods.v1.Member
-	23, // 22: pods.v1.CheckInRecorded.check_in:type_name -> pods.v1.CheckIn
-	24, // 23: pods.v1.CheckInRecorded.streak:type_name -> pods.v1.Streak
-	0,  // 24: pods.v1.CoachIntervened.trigger:type_name -> pods.v1.CoachTrigger
-	1,  // 25: pods.v1.RealtimeService.Subscribe:input_type -> pods.v1.SubscribeRequest
-	2,  // 26: pods.v1.RealtimeService.Subscribe:output_type -> pods.v1.SubscribeResponse
-	26, // [26:27] is the sub-list for method output_type
-	25, // [25:26] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	16, // 15: pods.v1.Event.presence:type_name -> pods.v1.Presence
+	17, // 16: pods.v1.Event.typing:type_name -> pods.v1.Typing
+	18, // 17: pods.v1.Event.read_updated:type_name -> pods.v1.ReadUpdated
+	15, // 18: pods.v1.Event.coach_switched:type_name -> pods.v1.CoachSwitched
+	21, // 19: pods.v1.Ready.pods:type_name -> pods.v1.PodSummary
+	22, // 20: pods.v1.MessageCreated.message:type_name -> pods.v1.Message
+	22, // 21: pods.v1.MessageEdited.message:type_name -> pods.v1.Message
+	23, // 22: pods.v1.MemberJoined.member:type_name -> pods.v1.Member
+	24, // 23: pods.v1.CheckInRecorded.check_in:type_name -> pods.v1.CheckIn
+	25, // 24: pods.v1.CheckInRecorded.streak:type_name -> pods.v1.Streak
+	0,  // 25: pods.v1.CoachIntervened.trigger:type_name -> pods.v1.CoachTrigger
+	1,  // 26: pods.v1.RealtimeService.Subscribe:input_type -> pods.v1.SubscribeRequest
+	2,  // 27: pods.v1.RealtimeService.Subscribe:output_type -> pods.v1.SubscribeResponse
+	27, // [27:28] is the sub-list for method output_type
+	26, // [26:27] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_pods_v1_realtime_proto_init() }
@@ -1352,6 +1418,7 @@ func file_pods_v1_realtime_proto_init() {
 		(*Event_Presence)(nil),
 		(*Event_Typing)(nil),
 		(*Event_ReadUpdated)(nil),
+		(*Event_CoachSwitched)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1359,7 +1426,7 @@ func file_pods_v1_realtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pods_v1_realtime_proto_rawDesc), len(file_pods_v1_realtime_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
