@@ -47,6 +47,23 @@ func newBatchFixture(t *testing.T) batchFixture {
 	return f
 }
 
+// checkSeqs fails t unless each pod's messages have gap-free seqs, each
+// with its message_created event.
+func (f batchFixture) checkSeqs(t *testing.T) {
+	t.Helper()
+	for _, pod := range []string{f.podA, f.podB} {
+		msgs, events := messageSeqs(t, f.pool, pod)
+		if fmt.Sprint(msgs) != fmt.Sprint(events) {
+			t.Errorf("pod %s: message seqs %v, event seqs %v", pod, msgs, events)
+		}
+		for i := 1; i < len(msgs); i++ {
+			if msgs[i] != msgs[i-1]+1 {
+				t.Errorf("pod %s: seqs %v have a gap", pod, msgs)
+			}
+		}
+	}
+}
+
 // messageSeqs returns the seqs of a pod's messages and of its
 // message_created events, in order.
 func messageSeqs(t *testing.T, pool *db.Pool, podID string) (messages, events []int64) {
@@ -121,17 +138,7 @@ func TestMessagesSendGivesEachCallItsOwnResult(t *testing.T) {
 	if results[4].Message.Seq+1 != results[6].Message.Seq {
 		t.Errorf("seqs %d and %d are not in call order", results[4].Message.Seq, results[6].Message.Seq)
 	}
-	for _, pod := range []string{f.podA, f.podB} {
-		msgs, events := messageSeqs(t, f.pool, pod)
-		if fmt.Sprint(msgs) != fmt.Sprint(events) {
-			t.Errorf("pod %s: message seqs %v, event seqs %v", pod, msgs, events)
-		}
-		for i := 1; i < len(msgs); i++ {
-			if msgs[i] != msgs[i-1]+1 {
-				t.Errorf("pod %s: seqs %v have a gap", pod, msgs)
-			}
-		}
-	}
+	f.checkSeqs(t)
 }
 
 // A new message's CreatedEvent is the event its trigger wrote, as a reader
@@ -207,15 +214,5 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	if len(committed) != callers*perCaller {
 		t.Errorf("committed reported %d messages, want %d", len(committed), callers*perCaller)
 	}
-	for _, pod := range []string{f.podA, f.podB} {
-		msgs, events := messageSeqs(t, f.pool, pod)
-		if fmt.Sprint(msgs) != fmt.Sprint(events) {
-			t.Errorf("pod %s: message seqs %v, event seqs %v", pod, msgs, events)
-		}
-		for i := 1; i < len(msgs); i++ {
-			if msgs[i] != msgs[i-1]+1 {
-				t.Fatalf("pod %s: seqs %v have a gap", pod, msgs)
-			}
-		}
-	}
+	f.checkSeqs(t)
 }
