@@ -21,6 +21,17 @@
 // with resource_exhausted. The client resumes from its cursors and loses
 // nothing; nobody else waits for it.
 //
+// # The writing node
+//
+// A node that commits messages itself (SendMessage goes through
+// db.MessageBatcher, which groups concurrent sends into one statement and
+// one commit) hands them to its hub right after the commit, before the
+// callers are answered: Committed fans out each event that continues a
+// pod's delivered seq at once, without waiting for the notification and the
+// log read. An event that would skip a seq (another node's event is not
+// delivered yet) is left to the change source; the log stays the only
+// truth and the order per pod is kept.
+//
 // # One stream
 //
 // Serve registers the subscriber under its user, reads the user's
