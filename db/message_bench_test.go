@@ -22,13 +22,17 @@ func BenchmarkMessageSend(b *testing.B) {
 		b.Fatal(err)
 	}
 	var keys atomic.Int64
-	// sender creates a pod and returns a function that writes a message
-	// to it.
-	sender := func(pool *db.Pool) (send func() error, err error) {
+	// sender creates a pod and returns a function that writes a message to
+	// it, through batcher if it is not nil.
+	sender := func(pool *db.Pool, batcher *db.MessageBatcher) (send func() error, err error) {
 		pod, err := db.PodCreate(ctx, pool, db.PodCreateParams{Name: "Bench", Habit: "Benchmarking", Capacity: 6, OwnerID: author.ID})
 		return func() error {
-			_, err := db.MessageSend(ctx, pool, db.MessageSendParams{PodID: pod.ID, AuthorID: author.ID,
-				IdempotencyKey: strconv.FormatInt(keys.Add(1), 10), Body: "Did my morning run, 5 km in the rain!"})
+			p := db.MessageSendParams{PodID: pod.ID, AuthorID: author.ID,
+				IdempotencyKey: strconv.FormatInt(keys.Add(1), 10), Body: "Did my morning run, 5 km in the rain!"}
+			if batcher != nil {
+				return batcher.Send(ctx, p).Err
+			}
+			_, err := db.MessageSend(ctx, pool, p)
 			return err
 		}, err
 	}
@@ -44,7 +48,7 @@ func BenchmarkMessageSend(b *testing.B) {
 		}
 		name := source.name
 		b.Run("serial/"+name, func(b *testing.B) {
-			send, err := sender(d.Pool)
+			send, err := sender(d.Pool, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -57,24 +61,36 @@ func BenchmarkMessageSend(b *testing.B) {
 		})
 		// 16 writers, each in its own pod, as under load: they contend
 		// only for the commit (and, with NOTIFY, the notification queue's
-		// lock, which notifying commits hold in turn).
-		b.Run("parallel/"+name, func(b *testing.B) {
-			pool, err := db.Open(ctx, d.URL, 16)
-			if err != nil {
-				b.Fatal(err)
+		// lock, which notifying commits hold in turn); then the same
+		// writers through the batcher SendMessage uses, which lets
+		// concurrent sends share a commit.
+		for _, batched := range []bool{false, true} {
+			mode := "parallel/"
+			if batched {
+				mode = "parallel-batched/"
 			}
-			defer pool.Close()
-			b.SetParallelism(8)
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				send, err := sender(pool)
-				for err == nil && pb.Next() {
-					err = send()
-				}
+			b.Run(mode+name, func(b *testing.B) {
+				pool, err := db.Open(ctx, d.URL, 16)
 				if err != nil {
-					b.Error(err)
+					b.Fatal(err)
 				}
+				defer pool.Close()
+				var batcher *db.MessageBatcher
+				if batched {
+					batcher = db.NewMessageBatcher(pool, 4, 256, nil)
+				}
+				b.SetParallelism(8)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					send, err := sender(pool, batcher)
+					for err == nil && pb.Next() {
+						err = send()
+					}
+					if err != nil {
+						b.Error(err)
+					}
+				})
 			})
-		})
+		}
 	}
 }
