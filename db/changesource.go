@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -15,21 +16,25 @@ const EventsPublication = "pods_events"
 // source.
 var ErrChangeSourceInUse = errors.New("another node of this database uses the other change source")
 
-// UseNotify turns the event log's NOTIFY trigger on or off for node nodeID.
+// UseNotify turns the event log's NOTIFY trigger on or off for node nodeID,
+// and gives the node a lease of leaseTTL in the same locked transaction.
 // With the logical-replication change source it is off, so writers never
 // take the notification queue's lock. Every node on a database must use the
 // same source: switching while another node holds a lease is refused with
-// ErrChangeSourceInUse, as it would stop that node's deliveries.
+// ErrChangeSourceInUse, as it would stop that node's deliveries; since each
+// node holds its lease from here on, two nodes starting together with
+// different sources cannot both get through.
 //
 // It alters the table only when the trigger is not already as wanted: the
 // ALTER waits for, and then blocks, every write to the event log, which a
 // node restarting under load should not do.
-func UseNotify(ctx context.Context, pool *Pool, nodeID string, on bool) error {
+func UseNotify(ctx context.Context, pool *Pool, nodeID string, leaseTTL time.Duration, on bool) error {
 	return InTx(ctx, pool, func(tx Tx) error {
-		// One node at a time decides, so that two starting together with
-		// different sources cannot both switch.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pods change source'))`); err != nil {
 			return translate(err, "locking the change source")
+		}
+		if _, err := NodeRenew(ctx, tx, nodeID, leaseTTL); err != nil {
+			return err
 		}
 		var enabled bool
 		if err := tx.QueryRow(ctx, `SELECT tgenabled <> 'D' FROM pg_trigger
@@ -83,4 +88,11 @@ func WALBytesAfter(ctx context.Context, q Querier, lsn string) (float64, error) 
 	var n float64
 	err := q.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8`, lsn).Scan(&n)
 	return n, translate(err, "reading the WAL position")
+}
+
+// Notify sends a notification on channel, at once (outside any
+// transaction of the caller).
+func Notify(ctx context.Context, pool *Pool, channel, payload string) error {
+	_, err := pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
+	return translate(err, "notifying "+channel)
 }

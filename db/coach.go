@@ -88,13 +88,15 @@ type UnscoredMessage struct {
 
 // UnscoredMessages returns up to limit messages written or edited since
 // since by members (not the coach), not flagged humor and not scored yet
-// (an edit forgets the score), oldest first.
+// (an edit forgets the score), oldest first. It share-locks them until the
+// transaction ends, so that an edit waits for their scores to be saved and
+// then forgets them, rather than having a score of its old text saved after.
 func UnscoredMessages(ctx context.Context, q Querier, since time.Time, limit int) ([]UnscoredMessage, error) {
 	rows, err := q.Query(ctx, `
 		SELECT m.id, m.pod_id, m.body, greatest(m.created_at, m.edited_at) AS at FROM messages m
 		WHERE (m.created_at > $1 OR m.edited_at > $1) AND m.author_id <> $2 AND NOT m.humor
 		  AND NOT EXISTS (SELECT 1 FROM message_scores s WHERE s.message_id = m.id)
-		ORDER BY at LIMIT $3`, since, CoachUserID, limit)
+		ORDER BY at LIMIT $3 FOR SHARE OF m`, since, CoachUserID, limit)
 	if err != nil {
 		return nil, translate(err, "reading unscored messages")
 	}
@@ -225,14 +227,14 @@ func CoachJobDue(ctx context.Context, q Querier, job CoachJob) (bool, error) {
 		SELECT p.coach_enabled AND CASE $2
 			WHEN 'quiet' THEN NOT EXISTS (
 				SELECT 1 FROM messages m WHERE m.pod_id = p.id AND m.author_id <> $4
-				  AND m.seq > coalesce(($3::jsonb ->> 'last_seq')::bigint, 0))
+				  AND m.seq > coalesce(($3::jsonb ->> 'last_seq')::bigint, split_part($5, ':', 3)::bigint))
 			WHEN 'reminder' THEN EXISTS (
 				SELECT 1 FROM memberships ms WHERE ms.pod_id = p.id AND ms.user_id = ($3::jsonb ->> 'user_id')::uuid)
 			  AND NOT EXISTS (
 				SELECT 1 FROM check_ins c WHERE c.pod_id = p.id AND c.user_id = ($3::jsonb ->> 'user_id')::uuid
 				  AND c.date = ($3::jsonb ->> 'date')::date AND c.done)
 			ELSE true END
-		FROM pods p WHERE p.id = $1`, job.PodID, job.Kind, job.Payload, CoachUserID).Scan(&due)
+		FROM pods p WHERE p.id = $1`, job.PodID, job.Kind, job.Payload, CoachUserID, job.Key).Scan(&due)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil // the pod is gone
 	}

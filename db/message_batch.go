@@ -65,8 +65,11 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams) []Sen
 	}
 	if err == nil {
 		for _, m := range inserted {
-			i := first[key{m.AuthorID, m.IdempotencyKey}]
-			results[i] = SendResult{Message: m, Created: true}
+			// A key spelled differently by the database (a UUID in upper
+			// case) is found by the fallback instead.
+			if i, ok := first[key{m.AuthorID, m.IdempotencyKey}]; ok {
+				results[i] = SendResult{Message: m, Created: true}
+			}
 		}
 	}
 	for i, p := range ps {
@@ -98,6 +101,7 @@ type MessageBatcher struct {
 }
 
 type sendCall struct {
+	ctx    context.Context // the caller's: a call it gave up on is not written
 	params MessageSendParams
 	done   chan SendResult // cap 1
 }
@@ -106,18 +110,18 @@ type sendCall struct {
 // caller's context, as a batch writes for several callers.
 const batchTimeout = 30 * time.Second
 
-// NewMessageBatcher returns a batcher that runs at most writers
-// transactions at a time of at most maxBatch messages each. committed may
-// be nil.
+// NewMessageBatcher returns a batcher that runs at most writers (at least
+// one) transactions at a time of at most maxBatch (at least one) messages
+// each. committed may be nil.
 func NewMessageBatcher(pool *Pool, writers, maxBatch int, committed func([]Message)) *MessageBatcher {
-	return &MessageBatcher{pool: pool, writers: writers, maxBatch: maxBatch, committed: committed}
+	return &MessageBatcher{pool: pool, writers: max(writers, 1), maxBatch: max(maxBatch, 1), committed: committed}
 }
 
 // Send stores a message as MessageSend does, sharing the transaction with
 // concurrent calls. If ctx ends first the message may still be stored; a
 // retry with the same key finds it.
 func (b *MessageBatcher) Send(ctx context.Context, p MessageSendParams) SendResult {
-	c := &sendCall{params: p, done: make(chan SendResult, 1)}
+	c := &sendCall{ctx: ctx, params: p, done: make(chan SendResult, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	if b.running < b.writers {
@@ -143,11 +147,13 @@ func (b *MessageBatcher) write() {
 			b.mu.Unlock()
 			return
 		}
-		batch := slices.Clone(b.queue[:n])
+		batch := slices.DeleteFunc(slices.Clone(b.queue[:n]), func(c *sendCall) bool { return c.ctx.Err() != nil })
 		b.queue = slices.Delete(b.queue, 0, n)
 		b.mu.Unlock()
-
-		params := make([]MessageSendParams, n)
+		if len(batch) == 0 {
+			continue
+		}
+		params := make([]MessageSendParams, len(batch))
 		for i, c := range batch {
 			params[i] = c.params
 		}

@@ -176,13 +176,14 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	f := newBatchFixture(t)
 	var mu sync.Mutex
 	var committed []db.Message
-	b := db.NewMessageBatcher(f.pool, 2, 16, func(ms []db.Message) {
+	largest := 0 // the most messages one commit stored
+	b := db.NewMessageBatcher(f.pool, 1, 16, func(ms []db.Message) {
 		mu.Lock()
 		committed = append(committed, ms...)
+		largest = max(largest, len(ms))
 		mu.Unlock()
 	})
 	const callers, perCaller = 12, 20
-	ids := make([][]string, callers)
 	var wg sync.WaitGroup
 	for c := range callers {
 		wg.Add(1)
@@ -194,11 +195,11 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 					IdempotencyKey: fmt.Sprintf("c%d-%d", c, i), Body: fmt.Sprintf("caller %d message %d", c, i)}
 				first := b.Send(ctx, p)
 				retry := b.Send(ctx, p)
-				if first.Err != nil || retry.Err != nil || first.Message.ID != retry.Message.ID || retry.Created {
+				if first.Err != nil || retry.Err != nil || !first.Created || retry.Created ||
+					first.Message.ID != retry.Message.ID || first.Message.Body != p.Body || first.Message.AuthorID != author {
 					t.Errorf("%s: first %+v, retry %+v", p.IdempotencyKey, first, retry)
 					return
 				}
-				ids[c] = append(ids[c], first.Message.ID)
 			}
 		}()
 	}
@@ -213,6 +214,51 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	}
 	if len(committed) != callers*perCaller {
 		t.Errorf("committed reported %d messages, want %d", len(committed), callers*perCaller)
+	}
+	if largest < 2 {
+		t.Error("no two calls shared a commit")
+	}
+	f.checkSeqs(t)
+}
+
+// A batch that fails as a whole (another writer commits one of its keys
+// while the batch waits on that key's row) falls back to one call at a
+// time: each call still gets its own answer.
+func TestMessagesSendFallsBackWhenTheBatchFails(t *testing.T) {
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	taken, err := db.MessageSend(ctx, tx, db.MessageSendParams{PodID: f.podB, AuthorID: f.ann, IdempotencyKey: "taken", Body: "from elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []db.SendResult)
+	go func() {
+		done <- db.MessagesSend(ctx, f.pool, []db.MessageSendParams{
+			{PodID: f.podA, AuthorID: f.bob, IdempotencyKey: "mine", Body: "hello"},
+			{PodID: f.podB, AuthorID: f.ann, IdempotencyKey: "taken", Body: "from elsewhere"},
+		})
+	}()
+	// Commit once the batch waits for the other writer's key.
+	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
+		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%unnest%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	results := <-done
+	if r := results[0]; r.Err != nil || !r.Created || r.Message.Body != "hello" {
+		t.Errorf("the other call: %+v", r)
+	}
+	if r := results[1]; r.Err != nil || r.Created || r.Message.ID != taken.ID {
+		t.Errorf("the taken key: %+v, want message %s", r, taken.ID)
 	}
 	f.checkSeqs(t)
 }

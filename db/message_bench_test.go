@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/db/dbtest"
@@ -43,7 +44,7 @@ func BenchmarkMessageSend(b *testing.B) {
 		name   string
 		notify bool
 	}{{"notify", true}, {"no-notify", false}} {
-		if err := db.UseNotify(ctx, d.Pool, "bench", source.notify); err != nil {
+		if err := db.UseNotify(ctx, d.Pool, "bench", time.Minute, source.notify); err != nil {
 			b.Fatal(err)
 		}
 		name := source.name

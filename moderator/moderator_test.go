@@ -529,3 +529,55 @@ func TestEditedOrHumorFlaggedMessagesAreRescored(t *testing.T) {
 		t.Fatalf("intervened on messages taken back: %v", got)
 	}
 }
+
+// Intervene itself checks that the job is still due, for a job that stopped
+// being due while the model was writing.
+func TestInterveneDropsAJobThatIsNoLongerDue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, "UTC")
+	w.say(1, "anyone up?", false)
+	time.Sleep(10 * time.Millisecond)
+	if n, err := db.EnqueueQuietJobs(ctx, w.d.Pool, time.Now(), time.Millisecond); err != nil || n != 1 {
+		t.Fatalf("queued %d quiet jobs (%v), want 1", n, err)
+	}
+	var job db.CoachJob
+	err := w.d.Pool.QueryRow(ctx, `SELECT id, key, pod_id, kind, payload, attempts FROM coach_jobs`).
+		Scan(&job.ID, &job.Key, &job.PodID, &job.Kind, &job.Payload, &job.Attempts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.say(2, "here!", false) // while the model writes
+	_, err = db.Intervene(ctx, w.d.Pool, db.Intervention{Job: job, Body: "Quiet here today…", Source: "offline"}, "coach-k")
+	if !errors.Is(err, db.ErrJobDone) {
+		t.Fatalf("got %v, want ErrJobDone", err)
+	}
+	if n := w.coachMessages(); n != 0 {
+		t.Fatalf("the coach posted %d messages", n)
+	}
+	var done bool
+	if err := w.d.Pool.QueryRow(ctx, `SELECT done_at IS NOT NULL FROM coach_jobs WHERE id = $1`, job.ID).Scan(&done); err != nil || !done {
+		t.Fatalf("job done: %v (%v)", done, err)
+	}
+}
+
+// A quiet job queued by an older version has no last seq in its payload;
+// its key names it.
+func TestAnOldQuietJobIsDueUntilAMemberSpeaks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, "UTC")
+	w.say(1, "anyone up?", false)
+	var lastSeq int64
+	if err := w.d.Pool.QueryRow(ctx, `SELECT max(seq) FROM messages WHERE pod_id = $1`, w.pod.ID).Scan(&lastSeq); err != nil {
+		t.Fatal(err)
+	}
+	job := db.CoachJob{PodID: w.pod.ID, Kind: db.JobQuiet, Key: fmt.Sprintf("quiet:%s:%d", w.pod.ID, lastSeq), Payload: []byte(`{}`)}
+	if due, err := db.CoachJobDue(ctx, w.d.Pool, job); err != nil || !due {
+		t.Fatalf("due: %v (%v), want true", due, err)
+	}
+	w.say(2, "here!", false)
+	if due, err := db.CoachJobDue(ctx, w.d.Pool, job); err != nil || due {
+		t.Fatalf("due after a member spoke: %v (%v), want false", due, err)
+	}
+}

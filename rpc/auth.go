@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/convert"
@@ -49,6 +50,7 @@ func UserID(ctx context.Context) string {
 type authInterceptor struct {
 	pool     *db.Pool
 	sessions *sessionCache
+	lookups  *prometheus.CounterVec // by where the session was found: cache or database
 	logger   *slog.Logger
 }
 
@@ -67,7 +69,10 @@ func (a *authInterceptor) authenticate(ctx context.Context, procedure, header st
 	}
 	hash := tokenHash(token)
 	userID, gen, cached := a.sessions.get(hash)
-	if !cached {
+	if cached {
+		a.lookups.WithLabelValues("cache").Inc()
+	} else {
+		a.lookups.WithLabelValues("database").Inc()
 		var expiresAt time.Time
 		var err error
 		userID, expiresAt, err = db.SessionUser(ctx, a.pool, hash)

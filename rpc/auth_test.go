@@ -119,11 +119,14 @@ func TestLogOutReachesOtherNodes(t *testing.T) {
 	node2 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
 	ana := node1.signUp()
 	on2 := node2.as(ana)
-	for range 3 { // the second node now has the session cached
+	// The second node caches the session once its listener has heard its
+	// first heartbeat.
+	eventually(t, func() bool {
 		if _, err := on2.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{})); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return node2.metrics()[`pods_session_lookups_total{source="cache"}`] > 0
+	})
 	if _, err := ana.Auth.LogOut(ctx, connect.NewRequest(&podsv1.LogOutRequest{})); err != nil {
 		t.Fatal(err)
 	}

@@ -234,25 +234,29 @@ func TestTheSendingNodeDeliversWithoutItsChangeSource(t *testing.T) {
 
 // A node started with the other change source than a live node of the same
 // database refuses to start: switching the events trigger would stop the
-// live node's deliveries.
+// live node's deliveries. A node holds its lease from Prepare on, so this
+// holds for nodes starting together too.
 func TestNodesMustShareTheChangeSource(t *testing.T) {
 	t.Parallel()
 	for _, first := range sources {
 		t.Run(first, func(t *testing.T) {
 			t.Parallel()
 			d := dbtest.New(t)
-			e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: first, NodeID: "first"})
-			eventually(t, func() bool { return e.count(`SELECT count(*) FROM nodes WHERE id = 'first'`) == 1 })
+			ctx := context.Background()
+			prepare := func(source, nodeID string) error {
+				return stream.NewHub(stream.Config{Pool: d.Pool, ChangeSource: source, NodeID: nodeID}).Prepare(ctx)
+			}
 			other := stream.SourceWAL
 			if first == stream.SourceWAL {
 				other = stream.SourceNotify
 			}
-			second := stream.NewHub(stream.Config{Pool: d.Pool, ChangeSource: other, NodeID: "second"})
-			if err := second.Prepare(context.Background()); !errors.Is(err, db.ErrChangeSourceInUse) {
+			if err := prepare(first, "first"); err != nil {
+				t.Fatal(err)
+			}
+			if err := prepare(other, "second"); !errors.Is(err, db.ErrChangeSourceInUse) {
 				t.Fatalf("second node with %s: %v, want ErrChangeSourceInUse", other, err)
 			}
-			same := stream.NewHub(stream.Config{Pool: d.Pool, ChangeSource: first, NodeID: "third"})
-			if err := same.Prepare(context.Background()); err != nil {
+			if err := prepare(first, "third"); err != nil {
 				t.Fatalf("a node with the same source: %v", err)
 			}
 		})

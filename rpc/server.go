@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
@@ -60,6 +61,7 @@ type Server struct {
 	logger   *slog.Logger
 	sends    *db.MessageBatcher
 	sessions *sessionCache
+	lookups  *prometheus.CounterVec // session lookups, by source
 	writes   *rateLimiter
 	typing   *rateLimiter // per user and pod
 	calls    *metricsInterceptor
@@ -88,7 +90,11 @@ func New(cfg Config) *Server {
 	cfg.Hub.WatchSessions(sessions)
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
-		sessions:          sessions,
+		sessions: sessions,
+		lookups: promauto.With(cfg.Metrics).NewCounterVec(prometheus.CounterOpts{
+			Name: "pods_session_lookups_total",
+			Help: "Bearer tokens checked, by where the session was found: cache or database.",
+		}, []string{"source"}),
 		sends:             db.NewMessageBatcher(cfg.Pool, messageWriters, maxMessageBatch, cfg.Hub.MessagesCommitted),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
@@ -104,7 +110,7 @@ const compressMinBytes = 2048
 // (for grpcurl and buf curl), on one mux.
 func (s *Server) Handler() http.Handler {
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, sessions: s.sessions, logger: s.logger}),
+		connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, sessions: s.sessions, lookups: s.lookups, logger: s.logger}),
 		// Chat events are a few hundred bytes: gzip would cost more CPU
 		// (a compressor reset per message) than it saves on the wire.
 		connect.WithCompressMinBytes(compressMinBytes),

@@ -8,20 +8,22 @@ import (
 func TestSessionCacheNeverKeepsWhatMayBeRevoked(t *testing.T) {
 	c := newSessionCache()
 	hash, expires := []byte("hash"), time.Now().Add(time.Hour)
+	cache := func() {
+		_, gen, _ := c.get(hash)
+		c.put(hash, gen, "ana", expires)
+	}
 	cached := func() bool {
 		_, _, ok := c.get(hash)
 		return ok
 	}
 
-	_, gen, _ := c.get(hash)
-	c.put(hash, gen, "ana", expires)
+	cache()
 	if cached() {
-		t.Fatal("cached while the listener is not listening")
+		t.Fatal("cached before any heartbeat")
 	}
 
-	c.Watching(true)
-	_, gen, _ = c.get(hash)
-	c.put(hash, gen, "ana", expires)
+	c.Heard()
+	cache()
 	if id, _, ok := c.get(hash); !ok || id != "ana" {
 		t.Fatalf("got %q, %v; want ana cached", id, ok)
 	}
@@ -32,23 +34,30 @@ func TestSessionCacheNeverKeepsWhatMayBeRevoked(t *testing.T) {
 	}
 
 	// A lookup that started before a revocation must not be cached.
-	_, gen, _ = c.get(hash)
+	_, gen, _ := c.get(hash)
 	c.SessionRevoked([]byte("any other"))
 	c.put(hash, gen, "ana", expires)
 	if cached() {
 		t.Fatal("a lookup older than a revocation was cached")
 	}
 
-	_, gen, _ = c.get(hash)
-	c.put(hash, gen, "ana", expires)
-	c.Watching(false)
+	cache()
+	c.Lost()
+	c.Heard()
 	if cached() {
-		t.Fatal("still cached after the listener lost its connection")
+		t.Fatal("still cached after revocations may have been missed")
 	}
 
-	c.Watching(true)
-	_, gen, _ = c.get(hash)
-	c.put(hash, gen, "ana", time.Now().Add(-time.Second))
+	// Without heartbeats (a listener dead but not yet noticed), the cache
+	// stops answering.
+	cache()
+	c.heardAt = time.Now().Add(-sessionsFreshFor)
+	if cached() {
+		t.Fatal("answered without a recent heartbeat")
+	}
+
+	c.Heard()
+	c.put(hash, c.gen, "ana", time.Now().Add(-time.Second))
 	if cached() {
 		t.Fatal("an expired session is served from the cache")
 	}

@@ -158,12 +158,12 @@ func (h *Hub) Close() {
 func (h *Hub) Prepare(ctx context.Context) error {
 	switch h.cfg.ChangeSource {
 	case SourceNotify:
-		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, true)
+		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, true)
 	case SourceWAL:
 		if err := db.CheckLogicalReplication(ctx, h.cfg.Pool); err != nil {
 			return err
 		}
-		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, false)
+		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, false)
 	}
 	return fmt.Errorf("unknown change source %q: want %s or %s", h.cfg.ChangeSource, SourceNotify, SourceWAL)
 }
@@ -178,6 +178,7 @@ func (h *Hub) Run(ctx context.Context) {
 	}
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
+	wg.Go(func() { h.beat(ctx) })
 	wg.Wait()
 }
 
@@ -211,8 +212,7 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 		return err
 	}
 	connected()
-	h.watchingSessions(true)
-	defer h.watchingSessions(false)
+	defer h.sessionsLost()
 	h.resync()
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, h.cfg.ProbeInterval)
@@ -255,7 +255,7 @@ func (h *Hub) resync() {
 
 func (h *Hub) notified(channel, payload string) {
 	if channel == channelSessions {
-		h.sessionRevoked(payload)
+		h.sessionNotified(payload)
 		return
 	}
 	h.mu.Lock()
@@ -358,7 +358,8 @@ func (h *Hub) fanOut(batches []db.EventBatch, since map[string]time.Time) (behin
 	return h.fanOutLocked(batches, since)
 }
 
-// fanOutLocked is fanOut with h.mu held.
+// fanOutLocked is fanOut with h.mu held; since may lack pods (their
+// latency is not recorded).
 func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) (behind bool) {
 	for _, b := range batches {
 		ps := h.pods[b.PodID]
@@ -370,24 +371,25 @@ func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) 
 			if e.Seq <= ps.lastSeq {
 				continue
 			}
-			ev, err := convert.Event(e)
-			if err != nil {
-				h.log.Error("stream: skipping an event", "err", err)
-				ev = &podsv1.Event{PodId: e.PodID, Seq: e.Seq} // keeps the seq continuous
-			}
-			d.events = append(d.events, ev)
+			d.events = append(d.events, h.convert(e))
 			ps.lastSeq = e.Seq
+		}
+		dirtySince, measured := since[b.PodID] // not for events this node committed
+		if !measured {
+			dirtySince = time.Now()
 		}
 		if len(b.Events) == h.cfg.BatchSize || ps.lastSeq < ps.wantSeq && !b.Gone {
 			behind = behind || ps.lastSeq < ps.wantSeq
-			h.markDirtyLocked(b.PodID, since[b.PodID])
+			h.markDirtyLocked(b.PodID, dirtySince)
 		}
 		if len(d.events) == 0 && !d.gone {
 			continue
 		}
-		latency := time.Since(since[b.PodID]).Seconds()
-		for range d.events {
-			h.metrics.latency.Observe(latency)
+		if measured {
+			latency := time.Since(dirtySince).Seconds()
+			for range d.events {
+				h.metrics.latency.Observe(latency)
+			}
 		}
 		for s := range ps.subs {
 			s.push(d, h.metrics.logged)
@@ -399,15 +401,25 @@ func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) 
 	return behind
 }
 
+// convert turns a logged event into its API form. An event this node
+// cannot convert (a kind added by a newer node during a rolling deploy)
+// goes out with its seq only, so that the seq stays continuous.
+func (h *Hub) convert(e db.Event) *podsv1.Event {
+	ev, err := convert.Event(e)
+	if err != nil {
+		h.log.Error("stream: sending an event without its content", "err", err)
+		return &podsv1.Event{PodId: e.PodID, Seq: e.Seq}
+	}
+	return ev
+}
+
 // Committed hands the hub events that this process has just committed, in
 // seq order per pod, so that its own subscribers get them without waiting
 // for the change source. Only events continuing what a pod has delivered are
 // fanned out here; the rest (another writer's event came first) are left to
 // the change source, which delivers everything in order anyway.
 func (h *Hub) Committed(events []db.Event) {
-	now := time.Now()
 	var batches []db.EventBatch
-	since := make(map[string]time.Time)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	next := make(map[string]int64) // pod → the seq that continues it
@@ -428,10 +440,9 @@ func (h *Hub) Committed(events []db.Event) {
 			batches[n-1].Events = append(batches[n-1].Events, e)
 		} else {
 			batches = append(batches, db.EventBatch{PodID: e.PodID, Events: []db.Event{e}})
-			since[e.PodID] = now
 		}
 	}
-	h.fanOutLocked(batches, since)
+	h.fanOutLocked(batches, nil)
 }
 
 // MessagesCommitted is Committed for new messages.

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		// clock, which would add the transaction's length and clock skew.
 		latency: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pods_stream_fanout_latency_seconds",
-			Help:    "Seconds from the hub learning that a pod has new events (a NOTIFY, or a commit on the replication stream) to the events being queued to the pod's streams, per logged event. It leaves out the commit before and the client's reading after.",
+			Help:    "Seconds from the hub learning that a pod has new events (a NOTIFY, or a commit on the replication stream) to the events being queued to the pod's streams, per logged event. It leaves out the commit before and the client's reading after, and the events a node committed itself and fanned out at once.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100 µs to 3.3 s
 		}),
 		slow: f.NewCounter(prometheus.CounterOpts{

@@ -1,12 +1,23 @@
 package stream
 
 import (
+	"context"
 	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/pods-dev/pods/db"
 )
 
 // channelSessions carries the token hash (hex) of every session deleted or
-// changed.
+// changed, and each node's heartbeats ("beat:" and the node id).
 const channelSessions = "pods_sessions"
+
+// SessionHeartbeat is how often a hub with a SessionWatcher sends itself a
+// heartbeat through the database on the sessions channel.
+const SessionHeartbeat = 500 * time.Millisecond
+
+const beatPrefix = "beat:"
 
 // SessionWatcher is told by the hub's listener of sessions that stopped
 // working, so that it can cache the others.
@@ -14,14 +25,17 @@ type SessionWatcher interface {
 	// SessionRevoked is called with the hash of a token that stopped
 	// working.
 	SessionRevoked(tokenHash []byte)
-	// Watching is called with true once the listener is listening, and
-	// with false when it lost its connection: revocations in between are
-	// lost, so a cache must forget everything at both.
-	Watching(bool)
+	// Heard is called when one of this node's heartbeats came back:
+	// notifications are delivered in commit order, so every revocation
+	// committed before the heartbeat was sent has been passed on.
+	Heard()
+	// Lost is called when revocations may have been missed (the listener
+	// lost its connection, or a notification made no sense).
+	Lost()
 }
 
-// WatchSessions has the listener tell w of revoked sessions. Call it before
-// Run.
+// WatchSessions has the listener tell w of revoked sessions, and the hub
+// send the heartbeats w needs.
 func (h *Hub) WatchSessions(w SessionWatcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -35,17 +49,48 @@ func (h *Hub) sessionWatcher() SessionWatcher {
 	return h.sessions
 }
 
-// sessionRevoked passes a pods_sessions notification on.
-func (h *Hub) sessionRevoked(payload string) {
+// sessionNotified passes a pods_sessions notification on.
+func (h *Hub) sessionNotified(payload string) {
+	w := h.sessionWatcher()
+	if w == nil {
+		return
+	}
+	if node, ok := strings.CutPrefix(payload, beatPrefix); ok {
+		if node == h.cfg.NodeID {
+			w.Heard()
+		}
+		return
+	}
 	hash, err := hex.DecodeString(payload)
-	if w := h.sessionWatcher(); w != nil && err == nil {
-		w.SessionRevoked(hash)
+	if err != nil {
+		w.Lost()
+		return
+	}
+	w.SessionRevoked(hash)
+}
+
+// sessionsLost tells the watcher that revocations may have been missed.
+func (h *Hub) sessionsLost() {
+	if w := h.sessionWatcher(); w != nil {
+		w.Lost()
 	}
 }
 
-// watchingSessions tells the watcher whether revocations reach it.
-func (h *Hub) watchingSessions(on bool) {
-	if w := h.sessionWatcher(); w != nil {
-		w.Watching(on)
+// beat sends this node's session heartbeats until ctx ends.
+func (h *Hub) beat(ctx context.Context) {
+	t := time.NewTicker(SessionHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if h.sessionWatcher() == nil {
+			continue
+		}
+		if err := db.Notify(ctx, h.cfg.Pool, channelSessions, beatPrefix+h.cfg.NodeID); err != nil && ctx.Err() == nil {
+			h.log.Warn("stream: sending a session heartbeat failed", "err", err)
+		}
 	}
 }

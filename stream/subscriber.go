@@ -231,11 +231,7 @@ func (st *stream) catchUp(ctx context.Context, podID string) error {
 			return err
 		}
 		for _, e := range events {
-			ev, err := convert.Event(e)
-			if err != nil {
-				return err
-			}
-			if err := st.send(podID, ev); err != nil {
+			if err := st.send(podID, st.hub.convert(e)); err != nil {
 				return err
 			}
 		}

@@ -104,8 +104,11 @@ export class Connection {
         // keeps happening; a stream that skips a seq every time must not
         // turn into a loop of subscribes.
         quickRestarts = Date.now() - restartedAt < minHealthyMs ? quickRestarts + 1 : 0;
-        restartedAt = Date.now();
-        if (quickRestarts > 0) await this.sleep(Math.min(backoffMaxMs, backoffBaseMs * 2 ** (quickRestarts - 1)));
+        if (quickRestarts > 0) {
+          const ceiling = Math.min(backoffMaxMs, backoffBaseMs * 2 ** (quickRestarts - 1));
+          await this.sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+        }
+        restartedAt = Date.now(); // a quick restart is one soon after the previous stream began
         continue;
       }
       if (result === "lived") {
