@@ -175,7 +175,24 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := c.makeDir(c.socketDir); err != nil {
 		return fmt.Errorf("creating socket directory: %w", err)
 	}
+	for attempt := 1; ; attempt++ {
+		err := c.startLocked(ctx)
+		// Right after a kill, an exiting backend may still hold the old
+		// shared memory for a moment, and postgres refuses to start.
+		if err == nil || attempt == 30 || !strings.Contains(err.Error(), "pre-existing shared memory block") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
+// startLocked starts the postmaster once and waits until it accepts
+// connections. c.mu must be held.
+func (c *Cluster) startLocked(ctx context.Context) error {
 	logFile, err := os.OpenFile(filepath.Join(c.cfg.DataDir, "postgres.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening postgres log: %w", err)
