@@ -215,13 +215,14 @@ func (r *walReader) decode(walData []byte) error {
 // walCommitted marks the tracked pods among pods dirty, with the seq each
 // must reach, and wakes the fetcher. A commit can reach the replication
 // stream a moment before other sessions see it, so the fetcher reads again
-// until it has the seq the stream announced.
+// until it has the seq the stream announced. Pods already past that seq
+// (this node committed the events and fanned them out) need no read.
 func (h *Hub) walCommitted(pods map[string]int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
 	for id, seq := range pods {
-		if ps, ok := h.pods[id]; ok {
+		if ps, ok := h.pods[id]; ok && !(ps.known && seq <= ps.lastSeq) {
 			ps.wantSeq = max(ps.wantSeq, seq)
 			h.markDirtyLocked(id, now)
 		}
