@@ -26,7 +26,7 @@
 // A node that commits messages itself (SendMessage goes through
 // db.MessageBatcher, which groups concurrent sends into one statement and
 // one commit) hands them to its hub right after the commit, before the
-// callers are answered: Committed fans out each event that continues a
+// callers are answered: MessagesCommitted fans out each event that continues a
 // pod's delivered seq at once, without waiting for the notification and the
 // log read. An event that would skip a seq (another node's event is not
 // delivered yet) is left to the change source; the log stays the only

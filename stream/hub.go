@@ -413,12 +413,12 @@ func (h *Hub) convert(e db.Event) *podsv1.Event {
 	return ev
 }
 
-// Committed hands the hub events that this process has just committed, in
+// committed hands the hub events that this process has just committed, in
 // seq order per pod, so that its own subscribers get them without waiting
 // for the change source. Only events continuing what a pod has delivered are
 // fanned out here; the rest (another writer's event came first) are left to
 // the change source, which delivers everything in order anyway.
-func (h *Hub) Committed(events []db.Event) {
+func (h *Hub) committed(events []db.Event) {
 	var batches []db.EventBatch
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -445,13 +445,15 @@ func (h *Hub) Committed(events []db.Event) {
 	h.fanOutLocked(batches, nil)
 }
 
-// MessagesCommitted is Committed for new messages.
+// MessagesCommitted hands the hub messages this process has just
+// committed, in seq order per pod, so that its own subscribers get them at
+// once (see committed).
 func (h *Hub) MessagesCommitted(msgs []db.Message) {
 	events := make([]db.Event, len(msgs))
 	for i, m := range msgs {
 		events[i] = m.CreatedEvent()
 	}
-	h.Committed(events)
+	h.committed(events)
 }
 
 // register adds a subscriber to the user index, so that it learns of the
