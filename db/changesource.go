@@ -47,7 +47,11 @@ func UseNotify(ctx context.Context, pool *Pool, nodeID string, leaseTTL time.Dur
 		var other string
 		err := tx.QueryRow(ctx, `SELECT id FROM nodes WHERE lease_until > now() AND id <> $1 LIMIT 1`, nodeID).Scan(&other)
 		if err == nil {
-			return fmt.Errorf("%w: node %q is live with the events trigger's NOTIFY %s", ErrChangeSourceInUse, other, map[bool]string{true: "on (notify)", false: "off (wal)"}[enabled])
+			source := "wal"
+			if enabled {
+				source = "notify"
+			}
+			return fmt.Errorf("%w: node %q is live with --change-source %s", ErrChangeSourceInUse, other, source)
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return translate(err, "looking for live nodes")

@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/convert"
@@ -48,10 +49,20 @@ func UserID(ctx context.Context) string {
 // authInterceptor authenticates every call except sign-up and log-in with
 // its bearer token, and puts the user's id into the context.
 type authInterceptor struct {
-	pool     *db.Pool
-	sessions *sessionCache
-	lookups  *prometheus.CounterVec // by where the session was found: cache or database
-	logger   *slog.Logger
+	pool              *db.Pool
+	sessions          *sessionCache
+	fromCache, fromDB prometheus.Counter // session lookups, by where the session was found
+	logger            *slog.Logger
+}
+
+// newAuthInterceptor registers the lookup counters in reg.
+func newAuthInterceptor(pool *db.Pool, sessions *sessionCache, reg prometheus.Registerer, logger *slog.Logger) *authInterceptor {
+	lookups := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "pods_session_lookups_total",
+		Help: "Bearer tokens checked, by where the session was found: cache or database.",
+	}, []string{"source"})
+	return &authInterceptor{pool: pool, sessions: sessions, logger: logger,
+		fromCache: lookups.WithLabelValues("cache"), fromDB: lookups.WithLabelValues("database")}
 }
 
 var publicProcedures = map[string]bool{
@@ -70,9 +81,9 @@ func (a *authInterceptor) authenticate(ctx context.Context, procedure, header st
 	hash := tokenHash(token)
 	userID, gen, cached := a.sessions.get(hash)
 	if cached {
-		a.lookups.WithLabelValues("cache").Inc()
+		a.fromCache.Inc()
 	} else {
-		a.lookups.WithLabelValues("database").Inc()
+		a.fromDB.Inc()
 		var expiresAt time.Time
 		var err error
 		userID, expiresAt, err = db.SessionUser(ctx, a.pool, hash)
@@ -176,7 +187,7 @@ func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOu
 	if err := db.SessionDelete(ctx, s.pool, hash); err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}
-	s.sessions.SessionRevoked(hash) // the listener's notice may come later
+	s.auth.sessions.SessionRevoked(hash) // the listener's notice may come later
 	return connect.NewResponse(&podsv1.LogOutResponse{}), nil
 }
 

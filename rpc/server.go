@@ -13,7 +13,6 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
@@ -56,15 +55,14 @@ const (
 
 // Server holds what every handler shares.
 type Server struct {
-	pool     *db.Pool
-	hub      *stream.Hub
-	logger   *slog.Logger
-	sends    *db.MessageBatcher
-	sessions *sessionCache
-	lookups  *prometheus.CounterVec // session lookups, by source
-	writes   *rateLimiter
-	typing   *rateLimiter // per user and pod
-	calls    *metricsInterceptor
+	pool   *db.Pool
+	hub    *stream.Hub
+	logger *slog.Logger
+	sends  *db.MessageBatcher
+	auth   *authInterceptor
+	writes *rateLimiter
+	typing *rateLimiter // per user and pod
+	calls  *metricsInterceptor
 
 	passwordMemoryKiB uint32
 }
@@ -90,11 +88,7 @@ func New(cfg Config) *Server {
 	cfg.Hub.WatchSessions(sessions)
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
-		sessions: sessions,
-		lookups: promauto.With(cfg.Metrics).NewCounterVec(prometheus.CounterOpts{
-			Name: "pods_session_lookups_total",
-			Help: "Bearer tokens checked, by where the session was found: cache or database.",
-		}, []string{"source"}),
+		auth:              newAuthInterceptor(cfg.Pool, sessions, cfg.Metrics, cfg.Logger),
 		sends:             db.NewMessageBatcher(cfg.Pool, messageWriters, maxMessageBatch, cfg.Hub.MessagesCommitted),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
@@ -110,7 +104,7 @@ const compressMinBytes = 2048
 // (for grpcurl and buf curl), on one mux.
 func (s *Server) Handler() http.Handler {
 	opts := connect.WithHandlerOptions(
-		connect.WithInterceptors(s.calls, &authInterceptor{pool: s.pool, sessions: s.sessions, lookups: s.lookups, logger: s.logger}),
+		connect.WithInterceptors(s.calls, s.auth),
 		// Chat events are a few hundred bytes: gzip would cost more CPU
 		// (a compressor reset per message) than it saves on the wire.
 		connect.WithCompressMinBytes(compressMinBytes),
