@@ -121,6 +121,16 @@ func testMetricsCountStreamsEventsAndCalls(t *testing.T, source string) {
 	if sum := m["pods_stream_fanout_latency_seconds_sum"]; sum <= 0 || sum > 30 {
 		t.Errorf("fan-out latency sum %vs", sum)
 	}
+	// Unary calls are timed, failed ones too; streams are not.
+	if n := m[`pods_rpc_duration_seconds_count{procedure="/pods.v1.ChatService/SendMessage"}`]; n != 4 {
+		t.Errorf("%v SendMessage calls timed, want 4", n)
+	}
+	if sum := m[`pods_rpc_duration_seconds_sum{procedure="/pods.v1.ChatService/SendMessage"}`]; sum <= 0 || sum > 30 {
+		t.Errorf("SendMessage duration sum %vs", sum)
+	}
+	if _, ok := m[`pods_rpc_duration_seconds_count{procedure="/pods.v1.RealtimeService/Subscribe"}`]; ok {
+		t.Error("streams are timed")
+	}
 	if usage, ok := m["pods_stream_notification_queue_usage"]; !ok || usage < 0 || usage >= 1 {
 		t.Errorf("notification queue usage %v (exposed: %v)", usage, ok)
 	}
