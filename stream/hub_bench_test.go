@@ -30,7 +30,7 @@ func BenchmarkFanOut(b *testing.B) {
 				podID := uuid.NewString()
 				ps := &podState{known: true, subs: make(map[*subscriber]bool)}
 				for range tc.subs {
-					s := &subscriber{queue: make(chan *delivery, 1), cut: make(chan struct{}), onCutOff: func() {}}
+					s := newSubscriber("", 1, func() {})
 					ps.subs[s] = true
 					subs = append(subs, s)
 				}
@@ -45,7 +45,8 @@ func BenchmarkFanOut(b *testing.B) {
 				}
 				h.fanOut(batches, since)
 				for _, s := range subs {
-					<-s.queue
+					s.take(nil)
+					<-s.queued
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*tc.pods*tc.subs*tc.events), "ns/delivery")

@@ -28,8 +28,14 @@ type delivery struct {
 // subscriber is one open stream. The hub pushes to it without ever
 // blocking; its own goroutine (Serve) does everything else.
 type subscriber struct {
-	userID  string
-	queue   chan *delivery
+	userID   string
+	maxQueue int
+
+	mu sync.Mutex
+	// queue holds the deliveries not taken yet, oldest first. It grows as
+	// needed, so that an idle stream holds no room for a burst.
+	queue   []*delivery
+	queued  chan struct{} // cap 1: the queue is not empty
 	refresh chan struct{} // cap 1: the user joined a pod
 
 	cutOnce  sync.Once
@@ -37,19 +43,42 @@ type subscriber struct {
 	onCutOff func()        // called once, when cut closes
 }
 
+func newSubscriber(userID string, maxQueue int, onCutOff func()) *subscriber {
+	return &subscriber{userID: userID, maxQueue: maxQueue, queued: make(chan struct{}, 1),
+		refresh: make(chan struct{}, 1), cut: make(chan struct{}), onCutOff: onCutOff}
+}
+
 // push queues d, adding its events to fannedOut first, or cuts the
-// subscriber off if its queue is full. The hub calls it with its lock held:
-// nobody else sends to the queue, so a queue with room takes d at once.
+// subscriber off if its queue is full.
 func (s *subscriber) push(d *delivery, fannedOut prometheus.Counter) {
-	if len(s.queue) < cap(s.queue) {
+	s.mu.Lock()
+	full := len(s.queue) >= s.maxQueue
+	if !full {
 		fannedOut.Add(float64(len(d.events)))
-		s.queue <- d
+		s.queue = append(s.queue, d)
+	}
+	s.mu.Unlock()
+	if full {
+		s.cutOnce.Do(func() {
+			close(s.cut)
+			s.onCutOff()
+		})
 		return
 	}
-	s.cutOnce.Do(func() {
-		close(s.cut)
-		s.onCutOff()
-	})
+	select {
+	case s.queued <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue and returns what it held; the queue goes on in
+// spare, which the caller no longer uses (nil is fine).
+func (s *subscriber) take(spare []*delivery) []*delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	taken := s.queue
+	s.queue = spare[:0]
+	return taken
 }
 
 func (s *subscriber) membershipsChanged() {
@@ -58,6 +87,10 @@ func (s *subscriber) membershipsChanged() {
 	default:
 	}
 }
+
+// maxSpare is the largest queue slice a stream keeps for reuse after a
+// burst.
+const maxSpare = 16
 
 // ErrClosing ends every stream of a node that shuts down.
 var ErrClosing = connect.NewError(connect.CodeUnavailable, errors.New("stream: server shutting down; resubscribe with your cursors"))
@@ -90,18 +123,12 @@ type stream struct {
 // Serve runs one Subscribe stream until ctx ends or the stream fails: ready,
 // the catch-up from req.Cursors, then live events and heartbeats.
 func (h *Hub) Serve(ctx context.Context, req Request) error {
-	s := &subscriber{
-		userID:  req.UserID,
-		queue:   make(chan *delivery, h.cfg.QueueSize),
-		refresh: make(chan struct{}, 1),
-		cut:     make(chan struct{}),
-		onCutOff: func() {
-			h.metrics.slow.Inc()
-			if req.CutOff != nil {
-				req.CutOff()
-			}
-		},
-	}
+	s := newSubscriber(req.UserID, h.cfg.QueueSize, func() {
+		h.metrics.slow.Inc()
+		if req.CutOff != nil {
+			req.CutOff()
+		}
+	})
 	st := &stream{hub: h, sub: s, req: req, sent: make(map[string]int64)}
 	select {
 	case <-h.closing:
@@ -124,6 +151,7 @@ func (h *Hub) Serve(ctx context.Context, req Request) error {
 	}
 	heartbeat := time.NewTicker(h.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	var spare []*delivery // the queue's other slice, reused while small
 	for {
 		var err error
 		select {
@@ -133,8 +161,18 @@ func (h *Hub) Serve(ctx context.Context, req Request) error {
 			return ErrClosing
 		case <-s.cut:
 			return ErrSlowConsumer
-		case d := <-s.queue:
-			err = st.deliver(ctx, d)
+		case <-s.queued:
+			taken := s.take(spare)
+			for _, d := range taken {
+				if err = st.deliver(ctx, d); err != nil {
+					break
+				}
+			}
+			clear(taken)
+			spare = nil
+			if cap(taken) <= maxSpare {
+				spare = taken
+			}
 		case <-s.refresh:
 			err = st.refreshMemberships(ctx)
 		case now := <-heartbeat.C:
