@@ -86,15 +86,34 @@ type UnscoredMessage struct {
 	CreatedAt time.Time
 }
 
-// UnscoredMessages returns up to limit messages written or edited since
-// since by members (not the coach), not flagged humor and not scored yet
+// WriteHorizon returns a time that every message not yet visible will be
+// stamped at or after, provided no transaction that writes messages lasts
+// longer than slack: created_at and edited_at are their transaction's
+// start, so it is the start of this database's oldest open transaction,
+// but no earlier than slack ago (a backup's long transaction does not hold
+// it back). A role that cannot see other roles' sessions in
+// pg_stat_activity (see pg_read_all_stats) gets slack ago. Run it in a
+// READ COMMITTED transaction, as its own statement before the reads it
+// bounds, so that any transaction it did not see is visible to them.
+func WriteHorizon(ctx context.Context, q Querier, slack time.Duration) (time.Time, error) {
+	var horizon time.Time
+	err := q.QueryRow(ctx, `
+		SELECT CASE WHEN bool_or(state IS NULL) THEN now() - $1::interval
+		            ELSE greatest(now() - $1::interval, min(xact_start)) END
+		FROM pg_stat_activity -- a session hidden from this role shows nulls only
+		WHERE datname = current_database() AND (backend_type = 'client backend' OR backend_type IS NULL)`, slack).Scan(&horizon)
+	return horizon, translate(err, "reading the write horizon")
+}
+
+// UnscoredMessages returns up to limit messages written or edited at or
+// after since by members (not the coach), not flagged humor and not scored yet
 // (an edit forgets the score), oldest first. It share-locks them until the
 // transaction ends, so that an edit waits for their scores to be saved and
 // then forgets them, rather than having a score of its old text saved after.
 func UnscoredMessages(ctx context.Context, q Querier, since time.Time, limit int) ([]UnscoredMessage, error) {
 	rows, err := q.Query(ctx, `
 		SELECT m.id, m.pod_id, m.body, greatest(m.created_at, m.edited_at) AS at FROM messages m
-		WHERE (m.created_at > $1 OR m.edited_at > $1) AND m.author_id <> $2 AND NOT m.humor
+		WHERE (m.created_at >= $1 OR m.edited_at >= $1) AND m.author_id <> $2 AND NOT m.humor
 		  AND NOT EXISTS (SELECT 1 FROM message_scores s WHERE s.message_id = m.id)
 		ORDER BY at LIMIT $3 FOR SHARE OF m`, since, CoachUserID, limit)
 	if err != nil {

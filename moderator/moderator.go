@@ -70,15 +70,19 @@ type Coach struct {
 	scorer        *Scorer
 	interventions *prometheus.CounterVec // by trigger and source
 	// Scheduler state, while this node holds the scheduler's lock: when it
-	// last scanned for quiet pods and reminders, and the newest creation
-	// time it has scored.
-	scanned, scoredUpTo time.Time
+	// last scanned for quiet pods and reminders, and where the next scan
+	// for unscored messages starts.
+	scanned, scoreFrom time.Time
 }
 
-// scoreSlack is how far before the newest scored message the scorer looks
-// again: a message's creation time is its transaction's start, and a
-// message may commit after a newer one did.
+// scoreSlack bounds how far back the scorer looks again for messages that
+// committed after it scanned (see db.WriteHorizon): a message's creation
+// time is its transaction's start, and a message may commit after a newer
+// one did. Transactions that write messages last seconds at most.
 const scoreSlack = time.Minute
+
+// scoreBatch is the most messages scored per tick.
+const scoreBatch = 1000
 
 // Job attempts before a job is given up.
 const maxAttempts = 5
@@ -150,7 +154,7 @@ func (c *Coach) Step(ctx context.Context) error {
 // schedule turns triggers into jobs.
 func (c *Coach) schedule(ctx context.Context) error {
 	now := c.cfg.Now()
-	scanned, scoredUpTo := c.scanned, c.scoredUpTo
+	scanned, scoreFrom := c.scanned, c.scoreFrom
 	locked, err := db.CoachLock(ctx, c.cfg.Pool, func(tx db.Tx) error {
 		if now.Sub(c.scanned) >= c.cfg.ScanInterval {
 			if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
@@ -162,27 +166,42 @@ func (c *Coach) schedule(ctx context.Context) error {
 			scanned = now
 		}
 		var err error
-		scoredUpTo, err = c.findConflicts(ctx, tx, now)
+		scoreFrom, err = c.findConflicts(ctx, tx, now)
 		return err
 	})
 	if locked && err == nil { // what the transaction did is committed
-		c.scanned, c.scoredUpTo = scanned, scoredUpTo
+		c.scanned, c.scoreFrom = scanned, scoreFrom
 	}
 	return err
 }
 
 // findConflicts scores the recent messages not scored yet and enqueues a
 // conflict job for each pod whose last messages turned hostile. It returns
-// the newest creation time scored.
+// where the next scan starts: every message it did not see is stamped at
+// or after that time.
 func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) (time.Time, error) {
 	since := now.Add(-c.cfg.ConflictWindow)
 	from := since
-	if again := c.scoredUpTo.Add(-scoreSlack); again.After(from) {
-		from = again
+	if c.scoreFrom.After(from) {
+		from = c.scoreFrom
 	}
-	msgs, err := db.UnscoredMessages(ctx, tx, from, 1000)
-	if err != nil || len(msgs) == 0 {
-		return c.scoredUpTo, err
+	horizon, err := db.WriteHorizon(ctx, tx, scoreSlack)
+	if err != nil {
+		return c.scoreFrom, err
+	}
+	msgs, err := db.UnscoredMessages(ctx, tx, from, scoreBatch)
+	if err != nil {
+		return c.scoreFrom, err
+	}
+	next := horizon
+	if len(msgs) == scoreBatch && msgs[len(msgs)-1].CreatedAt.Before(next) {
+		next = msgs[len(msgs)-1].CreatedAt // more may be waiting from there on
+	}
+	if next.Before(from) {
+		next = from
+	}
+	if len(msgs) == 0 {
+		return next, nil
 	}
 	scores := make([]db.MessageScore, len(msgs))
 	hostilePods := make(map[string]bool)
@@ -194,12 +213,12 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) (tim
 		}
 	}
 	if err := db.SaveScores(ctx, tx, msgs, scores); err != nil {
-		return c.scoredUpTo, err
+		return c.scoreFrom, err
 	}
 	for podID := range hostilePods {
 		recent, err := db.RecentScores(ctx, tx, podID, since, c.cfg.ConflictOf)
 		if err != nil {
-			return c.scoredUpTo, err
+			return c.scoreFrom, err
 		}
 		hostile := 0
 		for _, s := range recent {
@@ -209,11 +228,11 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) (tim
 		}
 		if len(recent) > 0 && recent[0].Hostile && hostile >= c.cfg.ConflictHostile {
 			if _, err := db.EnqueueConflictJob(ctx, tx, podID, now, now.Add(-c.cfg.Cooldown), recent); err != nil {
-				return c.scoredUpTo, err
+				return c.scoreFrom, err
 			}
 		}
 	}
-	return msgs[len(msgs)-1].CreatedAt, nil
+	return next, nil
 }
 
 // jobsPerTick is how many jobs a node runs at most per tick. It claims

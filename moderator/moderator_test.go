@@ -581,3 +581,61 @@ func TestAnOldQuietJobIsDueUntilAMemberSpeaks(t *testing.T) {
 		t.Fatalf("due after a member spoke: %v (%v), want false", due, err)
 	}
 }
+
+// A message is stamped with its transaction's start, so it can commit after
+// a scan that already passed its time: the next scan still scores it.
+func TestAMessageCommittedAfterAScanIsScored(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	c := w.coach(moderator.Config{})
+	ctx := context.Background()
+	w.say(1, "you always lie about your check-ins, you fraud", false)
+	w.say(2, "whatever, you're pathetic", false)
+	w.step(c)
+
+	tx, err := w.d.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := db.MessageSend(ctx, tx, db.MessageSendParams{PodID: w.pod.ID, AuthorID: w.members[1].ID,
+		IdempotencyKey: "late", Body: "shut up, nobody cares about your stupid excuses"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the scan starts clearly after the message's time
+	w.step(c)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.step(c)
+	w.step(c)
+	if got := w.interventions(db.JobConflict); len(got) != 1 {
+		t.Fatalf("interventions %v, want one for the late message's conflict", got)
+	}
+}
+
+// A backlog larger than one tick's batch is scored over the next ticks.
+func TestABacklogIsScoredOverSeveralTicks(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	c := w.coach(moderator.Config{})
+	ctx := context.Background()
+	if _, err := w.d.Pool.Exec(ctx, `
+		INSERT INTO messages (pod_id, author_id, idempotency_key, body)
+		SELECT $1, $2, 'backlog' || i, 'day ' || i || ' done'
+		FROM generate_series(1, 1500) i`, w.pod.ID, w.members[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	scored := func() (n int) {
+		w.d.Pool.QueryRow(ctx, `SELECT count(*) FROM message_scores`).Scan(&n)
+		return n
+	}
+	w.step(c)
+	if n := scored(); n != 1000 {
+		t.Fatalf("%d scored in the first tick, want one batch of 1000", n)
+	}
+	w.step(c)
+	if n := scored(); n != 1500 {
+		t.Fatalf("%d scored after two ticks, want all 1500", n)
+	}
+}
