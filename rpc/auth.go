@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -70,11 +71,11 @@ var publicProcedures = map[string]bool{
 	podsv1connect.AuthServiceLogInProcedure:  true,
 }
 
-func (a *authInterceptor) authenticate(ctx context.Context, procedure, header string) (context.Context, error) {
+func (a *authInterceptor) authenticate(ctx context.Context, procedure string, header http.Header) (context.Context, error) {
 	if publicProcedures[procedure] {
 		return ctx, nil
 	}
-	token, ok := strings.CutPrefix(header, "Bearer ")
+	token, ok := strings.CutPrefix(header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
 		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New("missing bearer token"))
 	}
@@ -101,7 +102,7 @@ func (a *authInterceptor) authenticate(ctx context.Context, procedure, header st
 
 func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := a.authenticate(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
+		ctx, err := a.authenticate(ctx, req.Spec().Procedure, req.Header())
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +116,7 @@ func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) 
 
 func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := a.authenticate(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
+		ctx, err := a.authenticate(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
 			return err
 		}

@@ -19,16 +19,9 @@ type realtimeService struct {
 
 // Subscribe streams every change of the caller's pods.
 func (s realtimeService) Subscribe(ctx context.Context, req *connect.Request[podsv1.SubscribeRequest], out *connect.ServerStream[podsv1.SubscribeResponse]) error {
-	cursors := make(map[string]int64, len(req.Msg.Cursors))
-	for podID, seq := range req.Msg.Cursors {
-		id, err := checkID("cursors", podID)
-		if err != nil {
-			return err
-		}
-		if seq < 0 {
-			return invalid("cursors", "a seq must not be negative")
-		}
-		cursors[id] = seq
+	cursors, err := checkCursors(req.Msg.Cursors)
+	if err != nil {
+		return err
 	}
 	return s.hub.Serve(ctx, stream.Request{
 		UserID:  UserID(ctx),
@@ -38,6 +31,22 @@ func (s realtimeService) Subscribe(ctx context.Context, req *connect.Request[pod
 		},
 		CutOff: cutOff(ctx),
 	})
+}
+
+// checkCursors returns the cursors with their pod IDs in canonical form.
+func checkCursors(in map[string]int64) (map[string]int64, error) {
+	cursors := make(map[string]int64, len(in))
+	for podID, seq := range in {
+		id, err := checkID("cursors", podID)
+		if err != nil {
+			return nil, err
+		}
+		if seq < 0 {
+			return nil, invalid("cursors", "a seq must not be negative")
+		}
+		cursors[id] = seq
+	}
+	return cursors, nil
 }
 
 type responseControllerKey struct{}

@@ -114,15 +114,34 @@ type Request struct {
 
 // stream is the state of one Serve call, owned by its goroutine.
 type stream struct {
-	hub  *Hub
-	sub  *subscriber
-	req  Request
-	sent map[string]int64 // pod → the last seq sent
+	hub   *Hub
+	sub   *subscriber
+	req   Request
+	sent  map[string]int64 // pod → the last seq sent
+	spare []*delivery      // the queue's other slice, reused while small
+	// closePresence records the stream's end in presence.
+	closePresence func()
 }
 
 // Serve runs one Subscribe stream until ctx ends or the stream fails: ready,
 // the catch-up from req.Cursors, then live events and heartbeats.
 func (h *Hub) Serve(ctx context.Context, req Request) error {
+	st, err := h.open(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	return st.run(ctx)
+}
+
+// open registers a stream and starts it (ready and the catch-up). Unless it
+// fails, the caller closes the stream.
+func (h *Hub) open(ctx context.Context, req Request) (*stream, error) {
+	select {
+	case <-h.closing:
+		return nil, ErrClosing
+	default:
+	}
 	s := newSubscriber(req.UserID, h.cfg.QueueSize, func() {
 		h.metrics.slow.Inc()
 		if req.CutOff != nil {
@@ -130,58 +149,81 @@ func (h *Hub) Serve(ctx context.Context, req Request) error {
 		}
 	})
 	st := &stream{hub: h, sub: s, req: req, sent: make(map[string]int64)}
-	select {
-	case <-h.closing:
-		return ErrClosing
-	default:
-	}
 	h.metrics.open.Inc()
-	defer h.metrics.open.Dec()
 	// Registered before memberships are read: a join after the read
 	// triggers a refresh.
 	h.register(s)
-	defer h.unregister(s)
-	closePresence, err := h.openPresence(ctx, req.UserID)
+	var err error
+	st.closePresence, err = h.openPresence(ctx, req.UserID)
+	if err == nil {
+		err = st.start(ctx)
+	}
 	if err != nil {
-		return st.fail(ctx, err)
+		err = st.fail(ctx, err)
+		st.close()
+		return nil, err
 	}
-	defer closePresence()
-	if err := st.start(ctx); err != nil {
-		return st.fail(ctx, err)
+	return st, nil
+}
+
+// close unregisters the stream and records its end.
+func (st *stream) close() {
+	if st.closePresence != nil {
+		st.closePresence()
 	}
-	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	st.hub.unregister(st.sub)
+	st.hub.metrics.open.Dec()
+}
+
+// run sends live events and heartbeats until ctx ends or the stream fails.
+// A stream waits here all its life, so the work is done in calls that
+// return before it waits again: a small stack at the wait lets the runtime
+// shrink an idle stream's stack to 8 KiB.
+func (st *stream) run(ctx context.Context) error {
+	heartbeat := time.NewTicker(st.hub.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	var spare []*delivery // the queue's other slice, reused while small
 	for {
 		var err error
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-h.closing:
+		case <-st.hub.closing:
 			return ErrClosing
-		case <-s.cut:
+		case <-st.sub.cut:
 			return ErrSlowConsumer
-		case <-s.queued:
-			taken := s.take(spare)
-			for _, d := range taken {
-				if err = st.deliver(ctx, d); err != nil {
-					break
-				}
-			}
-			clear(taken)
-			spare = nil
-			if cap(taken) <= maxSpare {
-				spare = taken
-			}
-		case <-s.refresh:
+		case <-st.sub.queued:
+			err = st.deliverQueued(ctx)
+		case <-st.sub.refresh:
 			err = st.refreshMemberships(ctx)
 		case now := <-heartbeat.C:
-			err = req.Send(&podsv1.Event{At: timestamppb.New(now), Kind: &podsv1.Event_Heartbeat{Heartbeat: &podsv1.Heartbeat{}}})
+			err = st.heartbeat(now)
 		}
 		if err != nil {
 			return st.fail(ctx, err)
 		}
 	}
+}
+
+// deliverQueued sends what the queue holds.
+func (st *stream) deliverQueued(ctx context.Context) error {
+	taken := st.sub.take(st.spare)
+	defer func() {
+		clear(taken)
+		st.spare = nil
+		if cap(taken) <= maxSpare {
+			st.spare = taken
+		}
+	}()
+	for _, d := range taken {
+		if err := st.deliver(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *stream) heartbeat(now time.Time) error {
+	return st.req.Send(&podsv1.Event{At: timestamppb.New(now), Kind: &podsv1.Event_Heartbeat{Heartbeat: &podsv1.Heartbeat{}}})
 }
 
 // fail turns the error that ended a stream into what the client gets.
