@@ -26,11 +26,12 @@ const (
 	JobReminder = "reminder"
 )
 
-// CoachLock runs fn in a transaction holding the coach scheduler's lock,
-// or not at all (returning false) if another node holds it.
+// CoachLock runs fn in a READ COMMITTED transaction (see WriteHorizon)
+// holding the coach scheduler's lock, or not at all (returning false) if
+// another node holds it.
 func CoachLock(ctx context.Context, pool *Pool, fn func(tx Tx) error) (bool, error) {
 	var locked bool
-	err := InTx(ctx, pool, func(tx Tx) error {
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx Tx) error {
 		err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.coach_scheduler'))`).Scan(&locked)
 		if err != nil || !locked {
 			return err
@@ -91,14 +92,16 @@ type UnscoredMessage struct {
 // longer than slack: created_at and edited_at are their transaction's
 // start, so it is the start of this database's oldest open transaction,
 // but no earlier than slack ago (a backup's long transaction does not hold
-// it back). A role that cannot see other roles' sessions in
-// pg_stat_activity (see pg_read_all_stats) gets slack ago. Run it in a
-// READ COMMITTED transaction, as its own statement before the reads it
-// bounds, so that any transaction it did not see is visible to them.
+// it back). The caller's own transaction counts, so a transaction that
+// starts after this read is stamped after the horizon too. Where some
+// sessions cannot be seen (another role's without pg_read_all_stats, or
+// track_activities off) it is slack ago. Run it in a READ COMMITTED
+// transaction, as its own statement before the reads it bounds, so that
+// any transaction it did not see is visible to them.
 func WriteHorizon(ctx context.Context, q Querier, slack time.Duration) (time.Time, error) {
 	var horizon time.Time
 	err := q.QueryRow(ctx, `
-		SELECT CASE WHEN bool_or(state IS NULL) THEN now() - $1::interval
+		SELECT CASE WHEN bool_or(state IS NULL OR state = 'disabled') THEN now() - $1::interval
 		            ELSE greatest(now() - $1::interval, min(xact_start)) END
 		FROM pg_stat_activity -- a session hidden from this role shows nulls only
 		WHERE datname = current_database() AND (backend_type = 'client backend' OR backend_type IS NULL)`, slack).Scan(&horizon)

@@ -59,7 +59,9 @@ func TestWriteHorizon(t *testing.T) {
 	}
 	defer limited.Close(ctx)
 	var now time.Time
-	limited.QueryRow(ctx, `SELECT now()`).Scan(&now)
+	if err := limited.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
 	if h := horizon(limited, time.Hour); h.Sub(now) > time.Second-time.Hour || h.After(started) {
 		t.Errorf("horizon %v for a role blind to other sessions, want an hour before %v", h, now)
 	}

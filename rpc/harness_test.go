@@ -31,6 +31,7 @@ type env struct {
 	db  *dbtest.Database
 	url string
 	api *rpc.Server
+	hub *stream.Hub
 	srv *http.Server
 }
 
@@ -67,7 +68,7 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	done := make(chan struct{})
 	go func() { cfg.Hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })
-	return &env{t: t, db: d, url: srv.URL, api: api, srv: srv.Config}
+	return &env{t: t, db: d, url: srv.URL, api: api, hub: cfg.Hub, srv: srv.Config}
 }
 
 // h2c is what the server speaks: HTTP/1.1 and cleartext HTTP/2.

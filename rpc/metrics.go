@@ -25,7 +25,7 @@ func newMetricsInterceptor(reg prometheus.Registerer) *metricsInterceptor {
 		}, []string{"procedure", "code"}),
 		duration: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
 			Name: "pods_rpc_duration_seconds",
-			Help: "How long this node took to answer unary calls, by procedure, from the interceptors to the answer (not its transfer).",
+			Help: "How long unary calls took in this node's interceptors and handler, by procedure (decoding the request and sending the answer left out).",
 			// 0.25 ms to 4 s.
 			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 15),
 		}, []string{"procedure"}),

@@ -109,6 +109,23 @@ func TestSubscribeRefusesBadCursors(t *testing.T) {
 	wantCode(t, err, connect.CodeUnauthenticated)
 }
 
+// A client gone while its stream is being set up ends it quietly, and
+// leaves nothing registered.
+func TestAStreamWhoseClientLeftDuringSetUpEndsQuietly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	c := e.signUp()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := e.hub.Serve(ctx, stream.Request{UserID: c.user.Id, Send: func(*podsv1.Event) error { return nil }})
+	if err != nil {
+		t.Fatalf("got %v, want nil for a client gone", err)
+	}
+	if open := e.metrics()["pods_stream_open_streams"]; open != 0 {
+		t.Fatalf("%v streams open", open)
+	}
+}
+
 func TestStreamFollowsJoinLeaveAndDelete(t *testing.T) {
 	t.Parallel()
 	for _, source := range sources {

@@ -32,7 +32,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Heartbeat is the interval of heartbeat events. Default 15 s.
 	Heartbeat time.Duration
-	// QueueSize bounds each subscriber's queue of undelivered batches; a
+	// QueueSize bounds each subscriber's queue of batches its stream has
+	// not taken yet (it takes them all at once, then sends them); a
 	// subscriber whose queue is full is cut off. Default 256.
 	QueueSize int
 	// BatchSize is the most events read per pod in one query. Default 500.

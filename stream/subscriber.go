@@ -88,10 +88,6 @@ func (s *subscriber) membershipsChanged() {
 	}
 }
 
-// maxSpare is the largest queue slice a stream keeps for reuse after a
-// burst.
-const maxSpare = 16
-
 // ErrClosing ends every stream of a node that shuts down.
 var ErrClosing = connect.NewError(connect.CodeUnavailable, errors.New("stream: server shutting down; resubscribe with your cursors"))
 
@@ -127,15 +123,16 @@ type stream struct {
 // the catch-up from req.Cursors, then live events and heartbeats.
 func (h *Hub) Serve(ctx context.Context, req Request) error {
 	st, err := h.open(ctx, req)
-	if err != nil {
+	if st == nil {
 		return err
 	}
 	defer st.close()
 	return st.run(ctx)
 }
 
-// open registers a stream and starts it (ready and the catch-up). Unless it
-// fails, the caller closes the stream.
+// open registers a stream and starts it (ready and the catch-up). If it
+// returns a stream, the caller closes it; if not, the error is what the
+// client gets (nil if the client went away).
 func (h *Hub) open(ctx context.Context, req Request) (*stream, error) {
 	select {
 	case <-h.closing:
@@ -153,16 +150,21 @@ func (h *Hub) open(ctx context.Context, req Request) (*stream, error) {
 	// Registered before memberships are read: a join after the read
 	// triggers a refresh.
 	h.register(s)
+	opened := false
+	defer func() {
+		if !opened {
+			st.close()
+		}
+	}()
 	var err error
 	st.closePresence, err = h.openPresence(ctx, req.UserID)
 	if err == nil {
 		err = st.start(ctx)
 	}
 	if err != nil {
-		err = st.fail(ctx, err)
-		st.close()
-		return nil, err
+		return nil, st.fail(ctx, err)
 	}
+	opened = true
 	return st, nil
 }
 
@@ -204,6 +206,10 @@ func (st *stream) run(ctx context.Context) error {
 	}
 }
 
+// maxSpare is the largest queue slice a stream keeps for reuse after a
+// burst.
+const maxSpare = 16
+
 // deliverQueued sends what the queue holds.
 func (st *stream) deliverQueued(ctx context.Context) error {
 	taken := st.sub.take(st.spare)
@@ -215,11 +221,29 @@ func (st *stream) deliverQueued(ctx context.Context) error {
 		}
 	}()
 	for _, d := range taken {
+		if err := st.ended(ctx); err != nil {
+			return err
+		}
 		if err := st.deliver(ctx, d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ended returns why the stream must end now, if it must: the client went
+// away, the node is closing or the stream was cut off.
+func (st *stream) ended(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-st.hub.closing:
+		return ErrClosing
+	case <-st.sub.cut:
+		return ErrSlowConsumer
+	default:
+		return nil
+	}
 }
 
 func (st *stream) heartbeat(now time.Time) error {
