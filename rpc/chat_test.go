@@ -98,6 +98,7 @@ func TestSendMessageRefusesBadInput(t *testing.T) {
 	}{
 		"blank body":      {author, ok(&podsv1.SendMessageRequest{Body: " \n\t "}), connect.CodeInvalidArgument},
 		"long body":       {author, ok(&podsv1.SendMessageRequest{Body: strings.Repeat("é", 4001)}), connect.CodeInvalidArgument},
+		"NUL in body":     {author, ok(&podsv1.SendMessageRequest{Body: "a\x00b"}), connect.CodeInvalidArgument},
 		"no key":          {author, &podsv1.SendMessageRequest{PodId: pod.Id, Body: "x"}, connect.CodeInvalidArgument},
 		"long key":        {author, ok(&podsv1.SendMessageRequest{IdempotencyKey: strings.Repeat("k", 65)}), connect.CodeInvalidArgument},
 		"unprintable key": {author, ok(&podsv1.SendMessageRequest{IdempotencyKey: "a\x00b"}), connect.CodeInvalidArgument},

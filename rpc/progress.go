@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-	"unicode/utf8"
 
 	"connectrpc.com/connect"
 
@@ -35,11 +34,8 @@ func (s progressService) CheckIn(ctx context.Context, req *connect.Request[podsv
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case !utf8.ValidString(m.Note):
-		return nil, invalid("note", "must be valid UTF-8")
-	case utf8.RuneCountInString(m.Note) > maxNoteLen:
-		return nil, invalid("note", "must be at most 500 characters")
+	if err := checkOptionalText("note", m.Note, maxNoteLen); err != nil {
+		return nil, err
 	}
 	if err := s.writes.allow(UserID(ctx)); err != nil {
 		return nil, err

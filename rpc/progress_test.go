@@ -163,6 +163,7 @@ func TestCheckInRefusesBadInput(t *testing.T) {
 		{"no such day", ana, &podsv1.CheckInRequest{PodId: pod.Id, Date: "2026-02-30", Done: true}, connect.CodeInvalidArgument},
 		{"short date", ana, &podsv1.CheckInRequest{PodId: pod.Id, Date: "2026-1-5", Done: true}, connect.CodeInvalidArgument},
 		{"long note", ana, &podsv1.CheckInRequest{PodId: pod.Id, Done: true, Note: strings.Repeat("é", 501)}, connect.CodeInvalidArgument},
+		{"NUL in note", ana, &podsv1.CheckInRequest{PodId: pod.Id, Done: true, Note: "a\x00b"}, connect.CodeInvalidArgument},
 		{"bad pod id", ana, &podsv1.CheckInRequest{PodId: "pod", Done: true}, connect.CodeInvalidArgument},
 		{"not a member", carl, &podsv1.CheckInRequest{PodId: pod.Id, Done: true}, connect.CodeNotFound},
 	} {

@@ -24,13 +24,25 @@ const (
 	defaultListLimit  = 50
 )
 
-// checkText validates free text: valid UTF-8, not blank, at most max runes.
+// checkText validates free text: see checkOptionalText, and not blank.
 func checkText(field, s string, max int) error {
+	if err := checkOptionalText(field, s, max); err != nil {
+		return err
+	}
+	if strings.TrimSpace(s) == "" {
+		return invalid(field, "must not be empty")
+	}
+	return nil
+}
+
+// checkOptionalText validates free text that may be empty: valid UTF-8
+// without NUL characters (Postgres cannot store them), at most max runes.
+func checkOptionalText(field, s string, max int) error {
 	switch {
 	case !utf8.ValidString(s):
 		return invalid(field, "must be valid UTF-8")
-	case strings.TrimSpace(s) == "":
-		return invalid(field, "must not be empty")
+	case strings.IndexByte(s, 0) >= 0:
+		return invalid(field, "must not contain NUL characters")
 	case utf8.RuneCountInString(s) > max:
 		return invalid(field, fmt.Sprintf("must be at most %d characters", max))
 	}
