@@ -22,14 +22,14 @@ type Message struct {
 	CreatedAt      time.Time  `json:"created_at"`
 	EditedAt       *time.Time `json:"edited_at"`
 	// Reactions by emoji, in the order each emoji was first used. Filled by
-	// MessagesList only.
-	Reactions []ReactionSummary `json:"-"`
+	// MessagesList and MessageEdit, and in messageEdited events.
+	Reactions []ReactionSummary `json:"reactions,omitempty"`
 }
 
 // ReactionSummary is everyone who reacted to a message with one emoji.
 type ReactionSummary struct {
-	Emoji   string
-	UserIDs []string
+	Emoji   string   `json:"emoji"`
+	UserIDs []string `json:"user_ids"`
 }
 
 // ErrIdempotencyMismatch means the author used the idempotency key before

@@ -34,6 +34,15 @@ func addReaction(c *client, id, emoji string) error {
 	return err
 }
 
+// reactionsOf spells a message's reactions as "emoji:user,user emoji:user".
+func reactionsOf(m *podsv1.Message) string {
+	var parts []string
+	for _, r := range m.GetReactions() {
+		parts = append(parts, r.Emoji+":"+strings.Join(r.UserIds, ","))
+	}
+	return strings.Join(parts, " ")
+}
+
 func removeReaction(c *client, id, emoji string) error {
 	_, err := c.Chat.RemoveReaction(context.Background(), connect.NewRequest(&podsv1.RemoveReactionRequest{MessageId: id, Emoji: emoji}))
 	return err
@@ -78,12 +87,32 @@ func TestEditMessage(t *testing.T) {
 		t.Fatalf("humor event: %v", m)
 	}
 
+	// An edit's event carries the reactions, as MessagesList orders them.
+	must(t, addReaction(member, sent.Id, "😂"))
+	must(t, addReaction(author, sent.Id, "🔥"))
+	must(t, addReaction(author, sent.Id, "😂"))
+	s.next()
+	s.next()
+	s.next() // reactionAdded ×3
+	wantReactions := "😂:" + member.user.Id + "," + author.user.Id + " 🔥:" + author.user.Id
+	sixish, err := edit(author, sent.Id, "I got up at six-ish", proto.Bool(true))
+	must(t, err)
+	if got := reactionsOf(sixish); got != wantReactions {
+		t.Fatalf("edit response reactions %q, want %q", got, wantReactions)
+	}
+	if got := reactionsOf(s.next().GetMessageEdited().GetMessage()); got != wantReactions {
+		t.Fatalf("edit event reactions %q, want %q", got, wantReactions)
+	}
+	joke = sixish
+	must(t, removeReaction(author, sent.Id, "🔥"))
+	must(t, removeReaction(author, sent.Id, "😂"))
+	s.next()
+	s.next() // reactionRemoved ×2
+
 	// An edit that changes nothing emits nothing and keeps edited_at; the
 	// response carries the reactions.
-	must(t, addReaction(member, sent.Id, "😂"))
-	s.next() // reactionAdded
 	for _, humor := range []*bool{nil, proto.Bool(true)} {
-		same, err := edit(author, sent.Id, "I got up at six", humor)
+		same, err := edit(author, sent.Id, "I got up at six-ish", humor)
 		must(t, err)
 		if !same.EditedAt.AsTime().Equal(joke.EditedAt.AsTime()) || !same.Humor {
 			t.Fatalf("no-op edit changed the message: %v", same)
@@ -93,8 +122,8 @@ func TestEditMessage(t *testing.T) {
 		}
 	}
 	s.quiet(300 * time.Millisecond)
-	if n := e.count(`SELECT count(*) FROM events WHERE kind = 'message_edited'`); n != 2 {
-		t.Fatalf("%d message_edited events, want 2", n)
+	if n := e.count(`SELECT count(*) FROM events WHERE kind = 'message_edited'`); n != 3 {
+		t.Fatalf("%d message_edited events, want 3", n)
 	}
 }
 
