@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"github.com/jackc/pgx/v5"
 	"time"
 )
 
@@ -24,4 +25,16 @@ func SessionUser(ctx context.Context, q Querier, tokenHash []byte) (userID strin
 func SessionDelete(ctx context.Context, q Querier, tokenHash []byte) error {
 	_, err := q.Exec(ctx, `DELETE FROM sessions WHERE token_hash = $1`, tokenHash)
 	return translate(err, "deleting session")
+}
+
+// SessionsEnded returns those of the token hashes whose session is gone or
+// expired.
+func SessionsEnded(ctx context.Context, q Querier, tokenHashes [][]byte) ([][]byte, error) {
+	rows, err := q.Query(ctx, `SELECT h FROM unnest($1::bytea[]) AS h
+		WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.token_hash = h AND s.expires_at > now())`, tokenHashes)
+	if err != nil {
+		return nil, translate(err, "checking sessions")
+	}
+	ended, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	return ended, translate(err, "checking sessions")
 }

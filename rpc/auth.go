@@ -39,12 +39,18 @@ func tokenHash(token string) []byte {
 }
 
 type userIDKey struct{}
-type tokenKey struct{}
+type sessionKey struct{}
 
 // UserID returns the id of the authenticated user of a request.
 func UserID(ctx context.Context) string {
 	id, _ := ctx.Value(userIDKey{}).(string)
 	return id
+}
+
+// sessionHash returns the token hash of the session of a request.
+func sessionHash(ctx context.Context) []byte {
+	hash, _ := ctx.Value(sessionKey{}).([]byte)
+	return hash
 }
 
 // authInterceptor authenticates every call except sign-up and log-in with
@@ -97,7 +103,7 @@ func (a *authInterceptor) authenticate(ctx context.Context, procedure string, he
 		a.sessions.put(hash, gen, userID, expiresAt)
 	}
 	ctx = context.WithValue(ctx, userIDKey{}, userID)
-	return context.WithValue(ctx, tokenKey{}, token), nil
+	return context.WithValue(ctx, sessionKey{}, hash), nil
 }
 
 func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -183,8 +189,7 @@ func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogI
 
 // LogOut revokes the token of the call at once.
 func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOutRequest]) (*connect.Response[podsv1.LogOutResponse], error) {
-	token, _ := ctx.Value(tokenKey{}).(string)
-	hash := tokenHash(token)
+	hash := sessionHash(ctx)
 	if err := db.SessionDelete(ctx, s.pool, hash); err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}

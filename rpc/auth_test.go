@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -136,4 +137,64 @@ func TestLogOutReachesOtherNodes(t *testing.T) {
 		return err != nil
 	})
 	wantCode(t, err, connect.CodeUnauthenticated)
+}
+
+// waitEnd returns the error a stream ended with.
+func (s *sub) waitEnd() error {
+	s.t.Helper()
+	select {
+	case err := <-s.err:
+		return err
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("the stream did not end")
+		return nil
+	}
+}
+
+// A log-out ends the streams of that session, on every node, and no
+// other session's.
+func TestLogOutEndsTheSessionsStreams(t *testing.T) {
+	t.Parallel()
+	d := dbtest.New(t)
+	ctx := context.Background()
+	node1 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
+	node2 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
+	ana := node1.signUp()
+	pod := node1.createPod(ana, 4)
+	laptop := node1.anonymous()
+	res, err := laptop.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: ana.user.Handle, Password: "correct horse"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptop.token, laptop.user = res.Msg.Token, res.Msg.User
+	phoneHere, phoneThere := node1.subscribe(ana, nil), node2.subscribe(node2.as(ana), nil)
+	laptopThere := node2.subscribe(node2.as(laptop), nil)
+	for _, s := range []*sub{phoneHere, phoneThere, laptopThere} {
+		s.ready()
+	}
+
+	if _, err := ana.Auth.LogOut(ctx, connect.NewRequest(&podsv1.LogOutRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*sub{phoneHere, phoneThere} {
+		wantCode(t, s.waitEnd(), connect.CodeUnauthenticated)
+	}
+	node1.send(laptop, pod.Id, "k", "still here")
+	if got := laptopThere.nextLogged().GetMessageCreated().GetMessage().GetBody(); got != "still here" {
+		t.Fatalf("the other session's stream got %q", got)
+	}
+}
+
+// A stream ends when its session expires, or is deleted without the node
+// hearing of it, within the session check interval.
+func TestAStreamEndsWithItsSession(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{SessionCheckInterval: 100 * time.Millisecond})
+	ana := e.signUp()
+	s := e.subscribe(ana, nil)
+	s.ready()
+	// No notification: only the periodic check can notice.
+	e.exec(`ALTER TABLE sessions DISABLE TRIGGER sessions_announce_revoked`)
+	e.exec(`UPDATE sessions SET expires_at = now() - interval '1 second'`)
+	wantCode(t, s.waitEnd(), connect.CodeUnauthenticated)
 }

@@ -187,6 +187,14 @@ func (e *env) count(query string, args ...any) int {
 	return n
 }
 
+// exec runs a statement on the test's database.
+func (e *env) exec(query string, args ...any) {
+	e.t.Helper()
+	if _, err := e.db.Pool.Exec(context.Background(), query, args...); err != nil {
+		e.t.Fatalf("%s: %v", query, err)
+	}
+}
+
 // wantCode fails t unless err carries code.
 func wantCode(t *testing.T, err error, code connect.Code) {
 	t.Helper()

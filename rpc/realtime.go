@@ -25,6 +25,7 @@ func (s realtimeService) Subscribe(ctx context.Context, req *connect.Request[pod
 	}
 	return s.hub.Serve(ctx, stream.Request{
 		UserID:  UserID(ctx),
+		Session: sessionHash(ctx),
 		Cursors: cursors,
 		Send: func(ev *podsv1.Event) error {
 			return out.Send(&podsv1.SubscribeResponse{Event: ev})

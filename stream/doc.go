@@ -48,6 +48,12 @@
 // memberLeft event, or the pod's deletion (the fetch finds the pod gone),
 // ends the pod's part of the stream after it is sent.
 //
+// A stream lives no longer than the session it was opened with: a deleted
+// or changed session is announced on pods_sessions, and every node ends
+// that session's streams with unauthenticated at once; every
+// SessionCheckInterval each node also asks the database which of its
+// streams' sessions expired or were deleted unheard.
+//
 // # Failures
 //
 // Notifications sent while the listener is disconnected are lost, so the

@@ -55,6 +55,10 @@ type Config struct {
 	// SweepInterval is how often the node tries to sweep presence.
 	// Default 1 s.
 	SweepInterval time.Duration
+	// SessionCheckInterval is how often the node checks that the sessions
+	// of its streams still hold (an expiry, or a log-out it was not
+	// notified of, ends a stream within it). Default 30 s.
+	SessionCheckInterval time.Duration
 	// ChangeSource is SourceNotify (the default) or SourceWAL. Prepare sets
 	// up the database for it.
 	ChangeSource string
@@ -68,12 +72,15 @@ type Hub struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	pods    map[string]*podState            // pods with at least one subscriber
-	users   map[string]map[*subscriber]bool // every open subscriber, by user
-	dirty   map[string]time.Time            // pods that may have unread events → since when
-	wake    chan struct{}                   // cap 1: dirty pods are waiting
-	streams map[string]string               // open stream id → user id, for presence
+	mu    sync.Mutex
+	pods  map[string]*podState            // pods with at least one subscriber
+	users map[string]map[*subscriber]bool // every open subscriber, by user
+	// bySession holds the subscribers opened with a session, by its token
+	// hash.
+	bySession map[string]map[*subscriber]bool
+	dirty     map[string]time.Time // pods that may have unread events → since when
+	wake      chan struct{}        // cap 1: dirty pods are waiting
+	streams   map[string]string    // open stream id → user id, for presence
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
@@ -124,6 +131,9 @@ func NewHub(cfg Config) *Hub {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = time.Second
 	}
+	if cfg.SessionCheckInterval == 0 {
+		cfg.SessionCheckInterval = 30 * time.Second
+	}
 	if cfg.ChangeSource == "" {
 		cfg.ChangeSource = SourceNotify
 	}
@@ -131,13 +141,14 @@ func NewHub(cfg Config) *Hub {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	h := &Hub{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		pods:    make(map[string]*podState),
-		users:   make(map[string]map[*subscriber]bool),
-		dirty:   make(map[string]time.Time),
-		wake:    make(chan struct{}, 1),
-		streams: make(map[string]string),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		pods:      make(map[string]*podState),
+		users:     make(map[string]map[*subscriber]bool),
+		bySession: make(map[string]map[*subscriber]bool),
+		dirty:     make(map[string]time.Time),
+		wake:      make(chan struct{}, 1),
+		streams:   make(map[string]string),
 
 		closing: make(chan struct{}),
 	}
@@ -180,6 +191,7 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
 	wg.Go(func() { h.beat(ctx) })
+	wg.Go(func() { h.checkSessions(ctx) })
 	wg.Wait()
 }
 
@@ -466,6 +478,12 @@ func (h *Hub) register(s *subscriber) {
 		h.users[s.userID] = make(map[*subscriber]bool)
 	}
 	h.users[s.userID][s] = true
+	if s.session != "" {
+		if h.bySession[s.session] == nil {
+			h.bySession[s.session] = make(map[*subscriber]bool)
+		}
+		h.bySession[s.session][s] = true
+	}
 }
 
 // unregister removes a subscriber and detaches it from all its pods.
@@ -475,6 +493,10 @@ func (h *Hub) unregister(s *subscriber) {
 	delete(h.users[s.userID], s)
 	if len(h.users[s.userID]) == 0 {
 		delete(h.users, s.userID)
+	}
+	delete(h.bySession[s.session], s)
+	if len(h.bySession[s.session]) == 0 {
+		delete(h.bySession, s.session)
 	}
 	for id, ps := range h.pods {
 		if ps.subs[s] {
@@ -555,6 +577,20 @@ func (h *Hub) detachLocked(s *subscriber, podID string) {
 
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
+}
+
+// every calls fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

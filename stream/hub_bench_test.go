@@ -30,7 +30,7 @@ func BenchmarkFanOut(b *testing.B) {
 				podID := uuid.NewString()
 				ps := &podState{known: true, subs: make(map[*subscriber]bool)}
 				for range tc.subs {
-					s := newSubscriber("", 1, func() {})
+					s := newSubscriber("", 1, func(error) {})
 					ps.subs[s] = true
 					subs = append(subs, s)
 				}

@@ -49,24 +49,61 @@ func (h *Hub) sessionWatcher() SessionWatcher {
 	return h.sessions
 }
 
-// sessionNotified passes a pods_sessions notification on.
+// sessionNotified passes a pods_sessions notification on, and ends the
+// streams of a session that stopped working.
 func (h *Hub) sessionNotified(payload string) {
 	w := h.sessionWatcher()
-	if w == nil {
-		return
-	}
 	if node, ok := strings.CutPrefix(payload, beatPrefix); ok {
-		if node == h.cfg.NodeID {
+		if node == h.cfg.NodeID && w != nil {
 			w.Heard()
 		}
 		return
 	}
 	hash, err := hex.DecodeString(payload)
 	if err != nil {
-		w.Lost()
+		h.sessionsLost()
 		return
 	}
-	w.SessionRevoked(hash)
+	if w != nil {
+		w.SessionRevoked(hash)
+	}
+	h.endSessions([][]byte{hash})
+}
+
+// endSessions ends the streams of sessions that stopped working.
+func (h *Hub) endSessions(tokenHashes [][]byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, hash := range tokenHashes {
+		for s := range h.bySession[string(hash)] {
+			s.end(ErrSessionEnded)
+		}
+	}
+}
+
+// checkSessions ends, every SessionCheckInterval until ctx ends, the
+// streams whose session expired or was deleted without this node hearing
+// of it.
+func (h *Hub) checkSessions(ctx context.Context) {
+	every(ctx, h.cfg.SessionCheckInterval, func() {
+		h.mu.Lock()
+		hashes := make([][]byte, 0, len(h.bySession))
+		for hash := range h.bySession {
+			hashes = append(hashes, []byte(hash))
+		}
+		h.mu.Unlock()
+		if len(hashes) == 0 {
+			return
+		}
+		ended, err := db.SessionsEnded(ctx, h.cfg.Pool, hashes)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("stream: checking the sessions of open streams failed", "err", err)
+			}
+			return
+		}
+		h.endSessions(ended)
+	})
 }
 
 // sessionsLost tells the watcher that revocations may have been missed.
@@ -78,19 +115,12 @@ func (h *Hub) sessionsLost() {
 
 // beat sends this node's session heartbeats until ctx ends.
 func (h *Hub) beat(ctx context.Context) {
-	t := time.NewTicker(SessionHeartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, SessionHeartbeat, func() {
 		if h.sessionWatcher() == nil {
-			continue
+			return
 		}
 		if err := db.Notify(ctx, h.cfg.Pool, channelSessions, beatPrefix+h.cfg.NodeID); err != nil && ctx.Err() == nil {
 			h.log.Warn("stream: sending a session heartbeat failed", "err", err)
 		}
-	}
+	})
 }

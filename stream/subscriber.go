@@ -29,6 +29,7 @@ type delivery struct {
 // blocking; its own goroutine (Serve) does everything else.
 type subscriber struct {
 	userID   string
+	session  string // the token hash of the stream's session, or ""
 	maxQueue int
 
 	mu sync.Mutex
@@ -38,14 +39,24 @@ type subscriber struct {
 	queued  chan struct{} // cap 1: the queue is not empty
 	refresh chan struct{} // cap 1: the user joined a pod
 
-	cutOnce  sync.Once
-	cut      chan struct{} // closed when the queue overflowed
-	onCutOff func()        // called once, when cut closes
+	endOnce sync.Once
+	ended   chan struct{}   // closed when the stream must end, with endErr
+	endErr  error           // why: ErrSlowConsumer or ErrSessionEnded
+	onEnd   func(err error) // called once, when ended closes
 }
 
-func newSubscriber(userID string, maxQueue int, onCutOff func()) *subscriber {
+func newSubscriber(userID string, maxQueue int, onEnd func(err error)) *subscriber {
 	return &subscriber{userID: userID, maxQueue: maxQueue, queued: make(chan struct{}, 1),
-		refresh: make(chan struct{}, 1), cut: make(chan struct{}), onCutOff: onCutOff}
+		refresh: make(chan struct{}, 1), ended: make(chan struct{}), onEnd: onEnd}
+}
+
+// end makes the stream end with err, unless it was ended already.
+func (s *subscriber) end(err error) {
+	s.endOnce.Do(func() {
+		s.endErr = err
+		close(s.ended)
+		s.onEnd(err)
+	})
 }
 
 // push queues d, adding its events to fannedOut first, or cuts the
@@ -59,10 +70,7 @@ func (s *subscriber) push(d *delivery, fannedOut prometheus.Counter) {
 	}
 	s.mu.Unlock()
 	if full {
-		s.cutOnce.Do(func() {
-			close(s.cut)
-			s.onCutOff()
-		})
+		s.end(ErrSlowConsumer)
 		return
 	}
 	select {
@@ -95,6 +103,10 @@ var ErrClosing = connect.NewError(connect.CodeUnavailable, errors.New("stream: s
 var ErrSlowConsumer = connect.NewError(connect.CodeResourceExhausted,
 	errors.New("stream: too slow to keep up; resubscribe with your cursors"))
 
+// ErrSessionEnded ends a stream whose session ended (log-out or expiry).
+var ErrSessionEnded = connect.NewError(connect.CodeUnauthenticated,
+	errors.New("stream: the session ended (logged out or expired); log in again"))
+
 // Request is one Subscribe call.
 type Request struct {
 	UserID string
@@ -102,8 +114,12 @@ type Request struct {
 	Cursors map[string]int64
 	// Send writes one event to the client.
 	Send func(*podsv1.Event) error
-	// CutOff, if set, is called (from another goroutine) when the stream is
-	// cut off, so that a Send blocked on a client that stopped reading
+	// Session is the token hash of the session the stream was opened with,
+	// if any: when the session is deleted or expires, the stream ends with
+	// ErrSessionEnded.
+	Session []byte
+	// CutOff, if set, is called (from another goroutine) when the stream
+	// must end, so that a Send blocked on a client that stopped reading
 	// returns.
 	CutOff func()
 }
@@ -139,12 +155,15 @@ func (h *Hub) open(ctx context.Context, req Request) (*stream, error) {
 		return nil, ErrClosing
 	default:
 	}
-	s := newSubscriber(req.UserID, h.cfg.QueueSize, func() {
-		h.metrics.slow.Inc()
+	s := newSubscriber(req.UserID, h.cfg.QueueSize, func(err error) {
+		if err == ErrSlowConsumer {
+			h.metrics.slow.Inc()
+		}
 		if req.CutOff != nil {
 			req.CutOff()
 		}
 	})
+	s.session = string(req.Session)
 	st := &stream{hub: h, sub: s, req: req, sent: make(map[string]int64)}
 	h.metrics.open.Inc()
 	// Registered before memberships are read: a join after the read
@@ -191,8 +210,8 @@ func (st *stream) run(ctx context.Context) error {
 			return nil
 		case <-st.hub.closing:
 			return ErrClosing
-		case <-st.sub.cut:
-			return ErrSlowConsumer
+		case <-st.sub.ended:
+			return st.sub.endErr
 		case <-st.sub.queued:
 			err = st.deliverQueued(ctx)
 		case <-st.sub.refresh:
@@ -232,15 +251,15 @@ func (st *stream) deliverQueued(ctx context.Context) error {
 }
 
 // ended returns why the stream must end now, if it must: the client went
-// away, the node is closing or the stream was cut off.
+// away, the node is closing or the stream was ended (see subscriber.end).
 func (st *stream) ended(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-st.hub.closing:
 		return ErrClosing
-	case <-st.sub.cut:
-		return ErrSlowConsumer
+	case <-st.sub.ended:
+		return st.sub.endErr
 	default:
 		return nil
 	}
@@ -253,8 +272,8 @@ func (st *stream) heartbeat(now time.Time) error {
 // fail turns the error that ended a stream into what the client gets.
 func (st *stream) fail(ctx context.Context, err error) error {
 	select {
-	case <-st.sub.cut:
-		return ErrSlowConsumer
+	case <-st.sub.ended:
+		return st.sub.endErr
 	default:
 	}
 	if ctx.Err() != nil {
@@ -310,6 +329,17 @@ func (st *stream) start(ctx context.Context) error {
 		if _, ok := st.sent[id]; !ok {
 			st.hub.detach(st.sub, id)
 		}
+	}
+	// Pods joined between them: attached before their catch-up below, which
+	// reads the log after. (The join's refresh skips a pod already sent.)
+	var late []string
+	for _, sum := range summaries {
+		if _, ok := joined[sum.Pod.ID]; !ok {
+			late = append(late, sum.Pod.ID)
+		}
+	}
+	if err := st.hub.attach(ctx, st.sub, late); err != nil {
+		return err
 	}
 	err = st.req.Send(&podsv1.Event{At: timestamppb.Now(), Kind: &podsv1.Event_Ready{Ready: ready}})
 	if err != nil {
