@@ -159,6 +159,9 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 	})
 	if errors.Is(err, db.ErrAlreadyExists) {
 		user, err = s.checkCredentials(ctx, handle, m.Password)
+		if errors.Is(err, errTooManyRequests) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("handle is taken"))
 		}
@@ -199,7 +202,13 @@ func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOu
 
 var errBadCredentials = connect.NewError(connect.CodeUnauthenticated, errors.New("wrong handle or password"))
 
+// checkCredentials returns the user of handle if password is theirs. It
+// refuses with resource_exhausted beyond passwordCheckBurst checks of one
+// handle in a short time.
 func (s authService) checkCredentials(ctx context.Context, handle, password string) (db.User, error) {
+	if err := s.passwordChecks.allow(handle); err != nil {
+		return db.User{}, err
+	}
 	user, err := db.UserByHandle(ctx, s.pool, handle)
 	if errors.Is(err, db.ErrNotFound) || err == nil && user.PasswordHash == "" {
 		return db.User{}, errBadCredentials

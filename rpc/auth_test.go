@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -197,4 +198,32 @@ func TestAStreamEndsWithItsSession(t *testing.T) {
 	e.exec(`ALTER TABLE sessions DISABLE TRIGGER sessions_announce_revoked`)
 	e.exec(`UPDATE sessions SET expires_at = now() - interval '1 second'`)
 	wantCode(t, s.waitEnd(), connect.CodeUnauthenticated)
+}
+
+// Password guessing on one handle is slowed down; other handles are not.
+func TestPasswordGuessingIsLimitedPerHandle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	victim, other := e.signUp(), e.signUp()
+	logIn := func(handle, password string) error {
+		_, err := e.anonymous().Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: handle, Password: password}))
+		return err
+	}
+	var err error
+	for i := 0; i < 20 && connect.CodeOf(err) != connect.CodeResourceExhausted; i++ {
+		err = logIn(victim.user.Handle, fmt.Sprintf("guess %d", i))
+		if i < 10 {
+			wantCode(t, err, connect.CodeUnauthenticated)
+		}
+	}
+	wantCode(t, err, connect.CodeResourceExhausted)
+	// The right password waits too; the same through a repeated sign-up.
+	wantCode(t, logIn(victim.user.Handle, "correct horse"), connect.CodeResourceExhausted)
+	_, err = e.anonymous().Auth.SignUp(ctx, connect.NewRequest(&podsv1.SignUpRequest{
+		Handle: victim.user.Handle, Password: "correct horse", DisplayName: "Test User", Timezone: "UTC"}))
+	wantCode(t, err, connect.CodeResourceExhausted)
+	if err := logIn(other.user.Handle, "correct horse"); err != nil {
+		t.Fatalf("another handle: %v", err)
+	}
 }

@@ -43,6 +43,10 @@ type Config struct {
 const (
 	typingRate  = 2
 	typingBurst = 5
+	// Password checks per handle (log-in, or a sign-up repeated), against
+	// guessing: 10 at once, then one every 6 s.
+	passwordCheckRate  = 1.0 / 6
+	passwordCheckBurst = 10
 )
 
 // SendMessage writes go through at most messageWriters transactions at a
@@ -62,7 +66,11 @@ type Server struct {
 	auth   *authInterceptor
 	writes *rateLimiter
 	typing *rateLimiter // per user and pod
-	calls  *metricsInterceptor
+	// passwordChecks is per handle: password guessing is slowed down
+	// whatever address it comes from (per-address limits belong to the
+	// load balancer, which knows the clients' addresses).
+	passwordChecks *rateLimiter
+	calls          *metricsInterceptor
 
 	passwordMemoryKiB uint32
 }
@@ -92,6 +100,7 @@ func New(cfg Config) *Server {
 		sends:             db.NewMessageBatcher(cfg.Pool, messageWriters, maxMessageBatch, cfg.Hub.MessagesCommitted),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
+		passwordChecks:    newRateLimiter(passwordCheckRate, passwordCheckBurst),
 		calls:             newMetricsInterceptor(cfg.Metrics),
 		passwordMemoryKiB: cfg.PasswordMemoryKiB,
 	}
