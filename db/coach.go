@@ -61,7 +61,8 @@ func EnqueueQuietJobs(ctx context.Context, q Querier, now time.Time, quietAfter 
 
 // EnqueueReminderJobs adds a reminder job for every member, of a pod with
 // the coach on, whose local time (in their own time zone) is past their
-// reminder time and who has not checked in for their local date. The key
+// reminder time and who has not checked in for their local date (done or
+// not: a member who said they did not do it today is not nagged). The key
 // names the local date: one reminder per member, pod and day.
 func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, error) {
 	tag, err := q.Exec(ctx, `
@@ -75,7 +76,7 @@ func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, 
 		CROSS JOIN LATERAL (SELECT t.at::date AS day, to_char(t.at, 'YYYY-MM-DD') AS iso) local
 		WHERE m.role <> 'coach' AND t.at::time >= m.reminder_time
 		  AND NOT EXISTS (SELECT 1 FROM check_ins c
-		                  WHERE c.pod_id = m.pod_id AND c.user_id = m.user_id AND c.date = local.day AND c.done)
+		                  WHERE c.pod_id = m.pod_id AND c.user_id = m.user_id AND c.date = local.day)
 		ON CONFLICT (key) DO NOTHING`, now)
 	return tag.RowsAffected(), translate(err, "enqueueing reminder jobs")
 }
@@ -254,7 +255,7 @@ func CoachJobDue(ctx context.Context, q Querier, job CoachJob) (bool, error) {
 				SELECT 1 FROM memberships ms WHERE ms.pod_id = p.id AND ms.user_id = ($3::jsonb ->> 'user_id')::uuid)
 			  AND NOT EXISTS (
 				SELECT 1 FROM check_ins c WHERE c.pod_id = p.id AND c.user_id = ($3::jsonb ->> 'user_id')::uuid
-				  AND c.date = ($3::jsonb ->> 'date')::date AND c.done)
+				  AND c.date = ($3::jsonb ->> 'date')::date)
 			ELSE true END
 		FROM pods p WHERE p.id = $1`, job.PodID, job.Kind, job.Payload, CoachUserID, job.Key).Scan(&due)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -323,10 +323,11 @@ func TestRemindersAtLocalTimeAcrossDST(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "America/New_York") // reminders at 20:00 local by default
 	ctx := context.Background()
-	// Ana checked in on both days; Ben and Cleo did not.
-	for _, day := range []string{"2026-03-06", "2026-03-08"} {
-		if _, err := w.d.Pool.Exec(ctx, `INSERT INTO check_ins (pod_id, user_id, date, done) VALUES ($1, $2, $3, true)`,
-			w.pod.ID, w.members[0].ID, day); err != nil {
+	// Ana checked in on both days (the second time saying she had not done
+	// it: a check-in all the same); Ben and Cleo did not.
+	for day, done := range map[string]bool{"2026-03-06": true, "2026-03-08": false} {
+		if _, err := w.d.Pool.Exec(ctx, `INSERT INTO check_ins (pod_id, user_id, date, done) VALUES ($1, $2, $3, $4)`,
+			w.pod.ID, w.members[0].ID, day, done); err != nil {
 			t.Fatal(err)
 		}
 	}
