@@ -94,7 +94,7 @@ export class Actions {
     try {
       const res = await this.api.chat.markRead({ podId: id, seq }, { timeoutMs: callTimeoutMs });
       if (seq > p.readSeq) p.readSeq = seq;
-      p.unread = Number(res.unreadCount);
+      this.store.setUnread(p, res.unreadCount);
       this.store.changed();
     } catch {
       // Tried again on the next change.
@@ -184,7 +184,7 @@ export class Actions {
     p.progress = "loading";
     try {
       const res = await this.api.progress.getProgress({ podId: p.pod.id }, { timeoutMs: callTimeoutMs });
-      const today = localDate();
+      const today = localDate(this.store.me.timezone);
       for (const m of res.members) {
         if (m.streak) p.streaks.set(m.userId, m.streak);
         if (m.userId === this.store.me.userId && m.recent.some((c) => c.date === today && c.done)) p.checkedInOn = today;
@@ -202,7 +202,7 @@ export class Actions {
     try {
       const res = await this.api.progress.checkIn({ podId: p.pod.id, done: true }, { timeoutMs: callTimeoutMs });
       if (res.streak) p.streaks.set(this.store.me.userId, res.streak);
-      p.checkedInOn = res.checkIn?.date ?? localDate();
+      p.checkedInOn = res.checkIn?.date ?? localDate(this.store.me.timezone);
       this.store.changed();
       return null;
     } catch (err) {
@@ -216,7 +216,10 @@ export class Actions {
   }
 }
 
-/** localDate is today's date here, YYYY-MM-DD. */
-export function localDate(): string {
-  return new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+/**
+ * localDate is today's date, YYYY-MM-DD, in timeZone (the user's, as the
+ * server counts check-ins), or in the browser's if it is not known.
+ */
+export function localDate(timeZone?: string): string {
+  return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
 }

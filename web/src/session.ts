@@ -11,6 +11,8 @@ export interface Session {
   userId: string;
   handle: string;
   displayName: string;
+  /** The user's time zone (IANA); missing in sessions saved before it was kept. */
+  timezone?: string;
 }
 
 export function loadSession(): Session | null {
@@ -23,7 +25,7 @@ export function loadSession(): Session | null {
 }
 
 export function saveSession(token: string, user: User): Session {
-  const s: Session = { token, userId: user.id, handle: user.handle, displayName: user.displayName };
+  const s: Session = { token, userId: user.id, handle: user.handle, displayName: user.displayName, timezone: user.timezone };
   localStorage.setItem(key, JSON.stringify(s));
   return s;
 }

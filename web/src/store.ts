@@ -29,6 +29,8 @@ export interface Outgoing {
 export interface PodState {
   pod: Pod;
   unread: number;
+  /** Live messages counted in unread since the server last gave the count. */
+  countedUnread: Set<string>;
   /** The seq of the last event applied; null until the first one is known. */
   cursor: bigint | null;
   /** Events up to this seq are already counted in unread (by ready). */
@@ -140,6 +142,7 @@ export class Store implements StreamSink {
     const p: PodState = {
       pod,
       unread: 0,
+      countedUnread: new Set(),
       cursor: null,
       countedUpTo: 0n,
       readSeq: 0n,
@@ -169,9 +172,15 @@ export class Store implements StreamSink {
     this.changed();
   }
 
+  /** setUnread takes the server's unread count of a pod. */
+  setUnread(p: PodState, count: bigint): void {
+    p.unread = Number(count);
+    p.countedUnread.clear();
+  }
+
   private podFromSummary(s: PodSummary): PodState {
     const p = this.addPod(s.pod!);
-    p.unread = Number(s.unreadCount);
+    this.setUnread(p, s.unreadCount);
     if (s.readSeq > p.readSeq) p.readSeq = s.readSeq;
     return p;
   }
@@ -240,7 +249,10 @@ export class Store implements StreamSink {
         this.settle(m);
         this.stopTyping(p, m.authorId);
         const readingNow = this.openPodId === p.pod.id && document.visibilityState === "visible";
-        if (m.authorId !== this.me.userId && ev.seq > p.countedUpTo && !readingNow) p.unread++;
+        if (m.authorId !== this.me.userId && ev.seq > p.countedUpTo && !readingNow) {
+          p.unread++;
+          p.countedUnread.add(m.id);
+        }
         return;
       }
       case "messageEdited": {
@@ -251,6 +263,8 @@ export class Store implements StreamSink {
       case "messageDeleted":
         p.messages.delete(k.value.messageId);
         p.deleted.add(k.value.messageId);
+        // The server's count leaves deleted messages out.
+        if (p.countedUnread.delete(k.value.messageId)) p.unread = Math.max(0, p.unread - 1);
         return;
       case "reactionAdded":
       case "reactionRemoved": {
@@ -307,7 +321,7 @@ export class Store implements StreamSink {
         else this.stopTyping(p, k.value.userId);
         break;
       case "readUpdated":
-        p.unread = Number(k.value.unreadCount);
+        this.setUnread(p, k.value.unreadCount);
         if (k.value.seq > p.readSeq) p.readSeq = k.value.seq;
         break;
       case "podDeleted":

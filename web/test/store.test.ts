@@ -5,6 +5,7 @@ import { beforeEach, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
 import { MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
+import { localDate } from "../src/actions";
 import { Store } from "../src/store";
 
 // The little of the browser the store touches.
@@ -119,4 +120,22 @@ test("the coach switched off and on shows in the pod", () => {
   assert.equal(store.pods.get(podId)!.pod.coachEnabled, false);
   assert.equal(store.event(switched(12n, true)), "ok");
   assert.equal(store.pods.get(podId)!.pod.coachEnabled, true);
+});
+
+test("a deleted message no longer counts as unread", () => {
+  store.event(created(11n, "m11"));
+  store.event(created(12n, "m12"));
+  assert.equal(store.pods.get(podId)!.unread, 4);
+  store.event(create(EventSchema, { podId, seq: 13n, kind: { case: "messageDeleted", value: { $typeName: "pods.v1.MessageDeleted", messageId: "m11" } } }));
+  assert.equal(store.pods.get(podId)!.unread, 3);
+  // Once the server gave the count, it is the truth.
+  store.event(create(EventSchema, { podId, kind: { case: "readUpdated", value: { $typeName: "pods.v1.ReadUpdated", seq: 10n, unreadCount: 5n } } }));
+  store.event(create(EventSchema, { podId, seq: 14n, kind: { case: "messageDeleted", value: { $typeName: "pods.v1.MessageDeleted", messageId: "m12" } } }));
+  assert.equal(store.pods.get(podId)!.unread, 5);
+});
+
+test("today is the user's date, not the browser's", () => {
+  const zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago"]; // UTC+14 and UTC−11: never the same date
+  assert.notEqual(localDate(zones[0]), localDate(zones[1]));
+  assert.match(localDate(zones[0]), /^\d{4}-\d{2}-\d{2}$/);
 });

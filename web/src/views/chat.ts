@@ -150,7 +150,7 @@ export class ChatView implements RowHandlers {
       this.progress.replaceChildren();
       return;
     }
-    const done = p.checkedInOn === localDate();
+    const done = p.checkedInOn === localDate(this.store.me.timezone);
     const streak = p.streaks.get(this.store.me.userId);
     const label = done ? "✓ Checked in today" : "Check in";
     const sig = `${label}|${streak?.current}|${streak?.longest}`;
