@@ -19,6 +19,10 @@ $$;
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION messages_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- The pod row first: a reaction being written holds it until it
+    -- commits, and the next statement's snapshot then includes it, so the
+    -- reactions read agree with the events before this one.
+    PERFORM 1 FROM pods WHERE id = NEW.pod_id FOR NO KEY UPDATE;
     PERFORM pods_emit(NEW.pod_id, 'message_edited', NEW.id, NEW.author_id,
         to_jsonb(NEW) || jsonb_build_object('reactions', message_reactions(NEW.id)));
     RETURN NULL;
