@@ -54,7 +54,8 @@ func sessionHash(ctx context.Context) []byte {
 }
 
 // authInterceptor authenticates every call except sign-up and log-in with
-// its bearer token, and puts the user's id into the context.
+// its bearer token, and puts the user's id and the session's token hash
+// into the context.
 type authInterceptor struct {
 	pool              *db.Pool
 	sessions          *sessionCache
@@ -178,7 +179,10 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 
 // LogIn checks a handle and password and starts a session.
 func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogInRequest]) (*connect.Response[podsv1.LogInResponse], error) {
-	handle := strings.ToLower(strings.TrimSpace(req.Msg.Handle))
+	handle, err := checkHandle(req.Msg.Handle)
+	if err != nil {
+		return nil, errBadCredentials // no such handle can exist
+	}
 	user, err := s.checkCredentials(ctx, handle, req.Msg.Password)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,11 @@ func TestAuth(t *testing.T) {
 	wantCode(t, err, connect.CodeUnauthenticated)
 	_, err = anon.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: "nobody", Password: "correct horse"}))
 	wantCode(t, err, connect.CodeUnauthenticated)
+	// A handle no one can have (NUL, too long) is just wrong, not an error.
+	for _, handle := range []string{"an\x00a", strings.Repeat("a", 5000)} {
+		_, err = anon.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: handle, Password: "correct horse"}))
+		wantCode(t, err, connect.CodeUnauthenticated)
+	}
 	login, err := anon.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: "ANA", Password: "correct horse"}))
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +189,23 @@ func TestLogOutEndsTheSessionsStreams(t *testing.T) {
 	node1.send(laptop, pod.Id, "k", "still here")
 	if got := laptopThere.nextLogged().GetMessageCreated().GetMessage().GetBody(); got != "still here" {
 		t.Fatalf("the other session's stream got %q", got)
+	}
+}
+
+// A session changed but still valid (its expiry moved later) keeps its
+// streams.
+func TestAStreamOutlivesAChangeOfItsSession(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ana := e.signUp()
+	pod := e.createPod(ana, 4)
+	s := e.subscribe(ana, nil)
+	s.ready()
+	e.exec(`UPDATE sessions SET expires_at = expires_at + interval '1 day'`)
+	s.quiet(300 * time.Millisecond) // time for the notification and its check
+	e.send(ana, pod.Id, "k", "still here")
+	if got := s.nextLogged().GetMessageCreated().GetMessage().GetBody(); got != "still here" {
+		t.Fatalf("got %q", got)
 	}
 }
 

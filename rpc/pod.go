@@ -57,6 +57,9 @@ func (s podService) JoinPod(ctx context.Context, req *connect.Request[podsv1.Joi
 	if code == "" {
 		return nil, invalid("invite_code", "is required")
 	}
+	if err := checkOptionalText("invite_code", code, maxInviteCodeLen); err != nil {
+		return nil, err
+	}
 	if err := s.writes.allow(UserID(ctx)); err != nil {
 		return nil, err
 	}

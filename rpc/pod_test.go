@@ -99,6 +99,8 @@ func TestJoinLeaveAndList(t *testing.T) {
 
 	_, err := member.Pod.JoinPod(ctx, connect.NewRequest(&podsv1.JoinPodRequest{InviteCode: "NOSUCHCODE"}))
 	wantCode(t, err, connect.CodeNotFound)
+	_, err = member.Pod.JoinPod(ctx, connect.NewRequest(&podsv1.JoinPodRequest{InviteCode: "AB\x00CD"}))
+	wantCode(t, err, connect.CodeInvalidArgument)
 	// Codes are case-insensitive, and joining twice is harmless.
 	lower := []rune(pod.InviteCode)
 	for i := range lower {

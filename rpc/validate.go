@@ -18,6 +18,7 @@ const (
 	maxPodNameLen     = 80
 	maxHabitLen       = 200
 	maxIdempotencyLen = 64
+	maxInviteCodeLen  = 32 // codes are shorter; more is surely a typo
 	minPasswordLen    = 8
 	maxPasswordLen    = 256
 	maxListLimit      = 200

@@ -78,9 +78,13 @@ type Hub struct {
 	// bySession holds the subscribers opened with a session, by its token
 	// hash.
 	bySession map[string]map[*subscriber]bool
-	dirty     map[string]time.Time // pods that may have unread events → since when
-	wake      chan struct{}        // cap 1: dirty pods are waiting
-	streams   map[string]string    // open stream id → user id, for presence
+	// sessionsChanged holds the sessions of open streams announced as
+	// changed, for checkSessions, which checkSessionsNow (cap 1) wakes.
+	sessionsChanged  map[string]bool
+	checkSessionsNow chan struct{}
+	dirty            map[string]time.Time // pods that may have unread events → since when
+	wake             chan struct{}        // cap 1: dirty pods are waiting
+	streams          map[string]string    // open stream id → user id, for presence
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
@@ -141,14 +145,16 @@ func NewHub(cfg Config) *Hub {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	h := &Hub{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		pods:      make(map[string]*podState),
-		users:     make(map[string]map[*subscriber]bool),
-		bySession: make(map[string]map[*subscriber]bool),
-		dirty:     make(map[string]time.Time),
-		wake:      make(chan struct{}, 1),
-		streams:   make(map[string]string),
+		cfg:              cfg,
+		log:              cfg.Logger,
+		pods:             make(map[string]*podState),
+		users:            make(map[string]map[*subscriber]bool),
+		bySession:        make(map[string]map[*subscriber]bool),
+		sessionsChanged:  make(map[string]bool),
+		checkSessionsNow: make(chan struct{}, 1),
+		dirty:            make(map[string]time.Time),
+		wake:             make(chan struct{}, 1),
+		streams:          make(map[string]string),
 
 		closing: make(chan struct{}),
 	}
@@ -577,20 +583,6 @@ func (h *Hub) detachLocked(s *subscriber, podID string) {
 
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
-}
-
-// every calls fn every interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, fn func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -49,8 +49,8 @@ func (h *Hub) sessionWatcher() SessionWatcher {
 	return h.sessions
 }
 
-// sessionNotified passes a pods_sessions notification on, and ends the
-// streams of a session that stopped working.
+// sessionNotified passes a pods_sessions notification on, and has the
+// streams of that session checked.
 func (h *Hub) sessionNotified(payload string) {
 	w := h.sessionWatcher()
 	if node, ok := strings.CutPrefix(payload, beatPrefix); ok {
@@ -67,7 +67,59 @@ func (h *Hub) sessionNotified(payload string) {
 	if w != nil {
 		w.SessionRevoked(hash)
 	}
-	h.endSessions([][]byte{hash})
+	h.mu.Lock()
+	if h.bySession[string(hash)] != nil {
+		h.sessionsChanged[string(hash)] = true
+	}
+	h.mu.Unlock()
+	select {
+	case h.checkSessionsNow <- struct{}{}:
+	default:
+	}
+}
+
+// checkSessions ends the streams whose session expired or was deleted:
+// those of sessions announced as changed at once, and every
+// SessionCheckInterval all of them (an expiry, or a deletion this node did
+// not hear of), until ctx ends. A changed session that still works (its
+// expiry moved later, say) keeps its streams.
+func (h *Hub) checkSessions(ctx context.Context) {
+	t := time.NewTicker(h.cfg.SessionCheckInterval)
+	defer t.Stop()
+	for {
+		all := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			all = true
+		case <-h.checkSessionsNow:
+		}
+		h.mu.Lock()
+		hashes := make([][]byte, 0, len(h.sessionsChanged))
+		for hash := range h.sessionsChanged {
+			hashes = append(hashes, []byte(hash))
+		}
+		clear(h.sessionsChanged)
+		if all {
+			hashes = hashes[:0]
+			for hash := range h.bySession {
+				hashes = append(hashes, []byte(hash))
+			}
+		}
+		h.mu.Unlock()
+		if len(hashes) == 0 {
+			continue
+		}
+		ended, err := db.SessionsEnded(ctx, h.cfg.Pool, hashes)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("stream: checking the sessions of open streams failed", "err", err)
+			}
+			continue
+		}
+		h.endSessions(ended)
+	}
 }
 
 // endSessions ends the streams of sessions that stopped working.
@@ -81,31 +133,6 @@ func (h *Hub) endSessions(tokenHashes [][]byte) {
 	}
 }
 
-// checkSessions ends, every SessionCheckInterval until ctx ends, the
-// streams whose session expired or was deleted without this node hearing
-// of it.
-func (h *Hub) checkSessions(ctx context.Context) {
-	every(ctx, h.cfg.SessionCheckInterval, func() {
-		h.mu.Lock()
-		hashes := make([][]byte, 0, len(h.bySession))
-		for hash := range h.bySession {
-			hashes = append(hashes, []byte(hash))
-		}
-		h.mu.Unlock()
-		if len(hashes) == 0 {
-			return
-		}
-		ended, err := db.SessionsEnded(ctx, h.cfg.Pool, hashes)
-		if err != nil {
-			if ctx.Err() == nil {
-				h.log.Warn("stream: checking the sessions of open streams failed", "err", err)
-			}
-			return
-		}
-		h.endSessions(ended)
-	})
-}
-
 // sessionsLost tells the watcher that revocations may have been missed.
 func (h *Hub) sessionsLost() {
 	if w := h.sessionWatcher(); w != nil {
@@ -115,12 +142,19 @@ func (h *Hub) sessionsLost() {
 
 // beat sends this node's session heartbeats until ctx ends.
 func (h *Hub) beat(ctx context.Context) {
-	every(ctx, SessionHeartbeat, func() {
-		if h.sessionWatcher() == nil {
+	t := time.NewTicker(SessionHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case <-t.C:
+		}
+		if h.sessionWatcher() == nil {
+			continue
 		}
 		if err := db.Notify(ctx, h.cfg.Pool, channelSessions, beatPrefix+h.cfg.NodeID); err != nil && ctx.Err() == nil {
 			h.log.Warn("stream: sending a session heartbeat failed", "err", err)
 		}
-	})
+	}
 }

@@ -356,6 +356,9 @@ func (st *stream) start(ctx context.Context) error {
 // catchUp sends what the log holds after the last seq sent of a pod.
 func (st *stream) catchUp(ctx context.Context, podID string) error {
 	for {
+		if err := st.ended(ctx); err != nil {
+			return err
+		}
 		after, ok := st.sent[podID]
 		if !ok {
 			return nil // left the pod on the way

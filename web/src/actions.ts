@@ -221,5 +221,10 @@ export class Actions {
  * server counts check-ins), or in the browser's if it is not known.
  */
 export function localDate(timeZone?: string): string {
-  return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  const format = (zone?: string) => new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  try {
+    return format(timeZone);
+  } catch {
+    return format(); // a zone this browser does not know
+  }
 }

@@ -138,4 +138,5 @@ test("today is the user's date, not the browser's", () => {
   const zones = ["Pacific/Kiritimati", "Pacific/Pago_Pago"]; // UTC+14 and UTC−11: never the same date
   assert.notEqual(localDate(zones[0]), localDate(zones[1]));
   assert.match(localDate(zones[0]), /^\d{4}-\d{2}-\d{2}$/);
+  assert.equal(localDate("Mars/Olympus_Mons"), localDate()); // unknown here: the browser's
 });
