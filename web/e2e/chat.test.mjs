@@ -234,7 +234,25 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
     await alice.getByRole("button", { name: "✓ Checked in today" }).waitFor({ timeout: 2_000 });
     await alice.locator(".my-streak", { hasText: "1-day streak" }).waitFor({ timeout: 2_000 });
     await bob.locator(".member", { hasText: "Alice" }).locator(".streak", { hasText: "🔥1" }).waitFor({ timeout: deliveryMs });
+
+    // Bob's reminder: 20:00 by default, 07:15 from now on, after a reload too.
+    const reminder = bob.getByLabel("Reminder time");
+    assert.equal(await reminder.inputValue(), "20:00");
+    const saved = bob.waitForResponse((r) => r.url().endsWith("/SetReminder") && r.ok(), { timeout: 2_000 });
+    await reminder.fill("07:15");
+    await saved;
+    await bob.reload();
+    await badge(bob, "connected").waitFor({ timeout: 10_000 });
+    await bob.waitForFunction(() => document.querySelector(".reminder-time")?.value === "07:15", null, { timeout: 5_000 });
   }
+
+  // Only the owner switches the coach; everyone sees it off.
+  assert.equal(await bob.getByRole("button", { name: /Coach (on|off)/ }).count(), 0, "Bob is offered the owner's coach switch");
+  await alice.getByRole("button", { name: "🤖 Coach on" }).click();
+  await alice.getByRole("button", { name: "🤖 Coach off" }).waitFor({ timeout: 2_000 });
+  await bob.locator(".member", { hasText: "(off)" }).waitFor({ timeout: deliveryMs });
+  await alice.getByRole("button", { name: "🤖 Coach off" }).click();
+  await bob.locator(".member", { hasText: "(off)" }).waitFor({ state: "detached", timeout: deliveryMs });
 
   await mkdir(screenshots, { recursive: true });
   await alice.screenshot({ path: new URL(`chat-${run}-desktop.png`, screenshots).pathname });
@@ -243,6 +261,13 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   // Bob leaves the page: Alice sees him go offline after the grace period.
   await phone.close();
   await alice.locator('.member[data-online="false"]', { hasText: "Bob" }).waitFor({ timeout: 5_000 });
+
+  // The owner deletes the pod, for everyone, after a second click.
+  assert.equal(await alice.getByRole("button", { name: "Delete pod" }).count(), 1);
+  await alice.getByRole("button", { name: "Delete pod" }).click();
+  await alice.getByRole("button", { name: "Delete for everyone" }).click();
+  await alice.locator(".pod-title", { hasText: "Early birds" }).waitFor({ state: "detached", timeout: 2_000 });
+  await alice.locator(".pod-item", { hasText: "Early birds" }).waitFor({ state: "detached", timeout: 2_000 });
 
   await desk.close();
   assert.deepEqual(problems, [], "console errors");

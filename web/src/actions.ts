@@ -57,6 +57,29 @@ export class Actions {
     }
   }
 
+  /** deletePod deletes a pod we own, for everyone in it. */
+  async deletePod(podId: string): Promise<string | null> {
+    try {
+      await this.api.pods.deletePod({ podId }, { timeoutMs: callTimeoutMs });
+      this.store.removePod(podId);
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
+  /** setCoach switches a pod's coach on or off (the owner may). */
+  async setCoach(p: PodState, enabled: boolean): Promise<string | null> {
+    try {
+      const res = await this.api.pods.setCoach({ podId: p.pod.id, enabled }, { timeoutMs: callTimeoutMs });
+      p.pod.coachEnabled = res.pod?.coachEnabled ?? enabled;
+      this.store.changed();
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
+  }
+
   // --- history and reading ---
 
   /** loadHistory loads the newest page, or the page before the oldest loaded message. */
@@ -187,7 +210,9 @@ export class Actions {
       const today = localDate(this.store.me.timezone);
       for (const m of res.members) {
         if (m.streak) p.streaks.set(m.userId, m.streak);
-        if (m.userId === this.store.me.userId && m.recent.some((c) => c.date === today && c.done)) p.checkedInOn = today;
+        if (m.userId !== this.store.me.userId) continue;
+        if (m.recent.some((c) => c.date === today && c.done)) p.checkedInOn = today;
+        p.reminderTime = m.reminderTime || null;
       }
       p.progress = "loaded";
     } catch (err) {
@@ -196,6 +221,18 @@ export class Actions {
       p.progress = errorCode(err) === Code.Unimplemented ? "unavailable" : "unknown";
     }
     this.store.changed();
+  }
+
+  /** setReminder sets when the coach reminds us to check in, HH:MM in our zone. */
+  async setReminder(p: PodState, time: string): Promise<string | null> {
+    try {
+      const res = await this.api.progress.setReminder({ podId: p.pod.id, time }, { timeoutMs: callTimeoutMs });
+      p.reminderTime = res.time;
+      this.store.changed();
+      return null;
+    } catch (err) {
+      return errorText(err);
+    }
   }
 
   async checkIn(p: PodState): Promise<string | null> {

@@ -51,6 +51,8 @@ export interface PodState {
   streaks: Map<string, Streak>;
   /** The date (YYYY-MM-DD) of our last done check-in. */
   checkedInOn: string | null;
+  /** When the coach reminds us to check in here, HH:MM in our zone, once known. */
+  reminderTime: string | null;
   progress: "unknown" | "loading" | "loaded" | "unavailable";
 }
 
@@ -155,6 +157,7 @@ export class Store implements StreamSink {
       hasMore: false,
       streaks: new Map(),
       checkedInOn: null,
+      reminderTime: null,
       progress: "unknown",
     };
     this.pods.set(pod.id, p);

@@ -1,5 +1,6 @@
-// The chat of one pod: members and presence, invite code, check-in,
-// history with scroll-back, the messages, typing and the composer.
+// The chat of one pod: members and presence, invite code, check-in and
+// reminder time, the owner's coach switch and pod deletion, history with
+// scroll-back, the messages, typing and the composer.
 
 import { localDate, type Actions } from "../actions";
 import { h, patchList, replace } from "../dom";
@@ -25,6 +26,9 @@ export class ChatView implements RowHandlers {
   private readonly invite = h("code", { class: "invite-code" });
   private readonly progress = h("div", { class: "progress" });
   private readonly leave = h("button", { type: "button", class: "leave" });
+  // The owner's: the coach on or off, and deleting the pod for everyone.
+  private readonly coach = h("button", { type: "button", class: "coach-switch" });
+  private readonly remove = h("button", { type: "button", class: "delete-pod" });
   private readonly scroller = h("div", { class: "messages", tabindex: "0", "aria-label": "Messages" });
   private readonly older = h("button", { type: "button", class: "older", text: "Load older messages" });
   private readonly historyNote = h("p", { class: "history-note" });
@@ -36,6 +40,7 @@ export class ChatView implements RowHandlers {
 
   private ui: RowUi = { editingId: null, confirmDeleteId: null, pickerId: null };
   private leaveArmed = false;
+  private removeArmed = false;
   private stickToBottom = true;
   private typing = false;
   private typingSentAt = 0;
@@ -67,6 +72,21 @@ export class ChatView implements RowHandlers {
       if (this.scroller.scrollTop < 40) this.loadOlder();
     });
     this.leave.addEventListener("click", () => this.leaveClicked());
+    this.coach.addEventListener("click", async () => {
+      const p = this.pod;
+      if (!p) return;
+      this.coach.disabled = true;
+      this.showError(await this.actions.setCoach(p, !p.pod.coachEnabled));
+      this.coach.disabled = false;
+    });
+    this.remove.addEventListener("click", async () => {
+      if (!this.removeArmed) {
+        this.removeArmed = true;
+        this.update();
+        return;
+      }
+      this.showError(await this.actions.deletePod(this.podId));
+    });
     const copy = h("button", { type: "button", class: "copy", text: "Copy" });
     copy.addEventListener("click", async () => {
       try {
@@ -85,7 +105,7 @@ export class ChatView implements RowHandlers {
         { class: "chat-head" },
         h("div", { class: "pod-info" }, this.title, this.habit),
         this.members,
-        h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.leave),
+        h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.coach, this.leave, this.remove),
       ),
       h("div", { class: "scroll-wrap" }, this.scroller),
       this.typingLine,
@@ -118,6 +138,13 @@ export class ChatView implements RowHandlers {
     this.invite.textContent = p.pod.inviteCode;
     this.leave.textContent = this.leaveArmed ? "Leave for good" : "Leave";
     this.leave.classList.toggle("danger", this.leaveArmed);
+    const owner = p.pod.ownerId === this.store.me.userId;
+    this.coach.hidden = this.remove.hidden = !owner;
+    this.coach.textContent = p.pod.coachEnabled ? "🤖 Coach on" : "🤖 Coach off";
+    this.coach.setAttribute("aria-pressed", String(p.pod.coachEnabled));
+    this.coach.title = p.pod.coachEnabled ? "The coach steps in when the pod goes quiet or a conflict starts. Click to switch it off." : "Click to let the coach step in again.";
+    this.remove.textContent = this.removeArmed ? "Delete for everyone" : "Delete pod";
+    this.remove.classList.toggle("danger", this.removeArmed);
     this.updateMembers(p);
     this.updateProgress(p);
     this.updateMessages(p);
@@ -153,7 +180,7 @@ export class ChatView implements RowHandlers {
     const done = p.checkedInOn === localDate(this.store.me.timezone);
     const streak = p.streaks.get(this.store.me.userId);
     const label = done ? "✓ Checked in today" : "Check in";
-    const sig = `${label}|${streak?.current}|${streak?.longest}`;
+    const sig = `${label}|${streak?.current}|${streak?.longest}|${p.reminderTime}`;
     if (this.progress.dataset.sig === sig) return;
     this.progress.dataset.sig = sig;
     const button = h("button", { type: "button", class: done ? "checkin done" : "checkin primary", disabled: done, text: label });
@@ -161,10 +188,15 @@ export class ChatView implements RowHandlers {
       button.disabled = true;
       this.showError(await this.actions.checkIn(p));
     });
+    const reminder = h("input", { type: "time", class: "reminder-time", "aria-label": "Reminder time", title: "When the coach reminds you to check in, in your time zone", value: p.reminderTime ?? "" });
+    reminder.addEventListener("change", async () => {
+      if (reminder.value) this.showError(await this.actions.setReminder(p, reminder.value));
+    });
     replace(
       this.progress,
       button,
       streak && streak.current > 0 && h("span", { class: "my-streak", title: `Longest: ${streak.longest} days`, text: `🔥 ${streak.current}-day streak` }),
+      p.reminderTime !== null && h("label", { class: "reminder" }, "⏰ ", reminder),
     );
   }
 
