@@ -28,6 +28,7 @@ const (
 	EventReactionRemoved = "reaction_removed"
 	EventMemberJoined    = "member_joined"
 	EventMemberLeft      = "member_left"
+	EventOwnerChanged    = "owner_changed"
 )
 
 const eventColumns = `e.pod_id, e.seq, e.kind, e.message_id, e.user_id, e.payload, e.created_at`

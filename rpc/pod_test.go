@@ -126,13 +126,22 @@ func TestJoinLeaveAndList(t *testing.T) {
 		t.Fatalf("after one message: unread %d, last seq %d", s.UnreadCount, s.LastSeq)
 	}
 
-	// The owner leaves: the member inherits the pod.
+	// The owner leaves: the member inherits the pod, and their stream is
+	// told after the owner's memberLeft.
+	stream := e.subscribe(member, nil)
+	stream.ready()
 	if _, err := owner.Pod.LeavePod(ctx, connect.NewRequest(&podsv1.LeavePodRequest{PodId: pod.Id})); err != nil {
 		t.Fatal(err)
 	}
 	list, _ = member.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
 	if got := list.Msg.Pods[0].Pod; got.OwnerId != member.user.Id || len(got.Members) != 2 {
 		t.Fatalf("after the owner left: %+v", got)
+	}
+	if left := stream.nextLogged(); left.GetMemberLeft().GetUserId() != owner.user.Id {
+		t.Fatalf("got %v, want the owner's memberLeft", left)
+	}
+	if changed := stream.nextLogged(); changed.GetOwnerChanged().GetUserId() != member.user.Id {
+		t.Fatalf("got %v, want ownerChanged to the member", changed)
 	}
 	// Leaving again, or a pod one never joined, is fine.
 	if _, err := owner.Pod.LeavePod(ctx, connect.NewRequest(&podsv1.LeavePodRequest{PodId: pod.Id})); err != nil {

@@ -125,6 +125,8 @@ func Event(e db.Event) (*podsv1.Event, error) {
 			MessageId: p.MessageID, Trigger: coachTriggers[p.Trigger]}}
 	case db.EventCoachSwitched:
 		out.Kind = &podsv1.Event_CoachSwitched{CoachSwitched: &podsv1.CoachSwitched{Enabled: p.Enabled}}
+	case db.EventOwnerChanged:
+		out.Kind = &podsv1.Event_OwnerChanged{OwnerChanged: &podsv1.OwnerChanged{UserId: p.UserID}}
 	default:
 		return nil, fmt.Errorf("event %s/%d: unknown kind %q", e.PodID, e.Seq, e.Kind)
 	}

@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { CoachTrigger, Event, Ready } from "./gen/pods/v1/realtime_pb";
 import type { Streak } from "./gen/pods/v1/progress_pb";
-import { PodSchema, ReactionSummarySchema, type Message, type Pod, type PodSummary } from "./gen/pods/v1/types_pb";
+import { MemberRole, PodSchema, ReactionSummarySchema, type Message, type Pod, type PodSummary } from "./gen/pods/v1/types_pb";
 import type { Session } from "./session";
 import type { Applied, StreamSink } from "./connection";
 
@@ -303,6 +303,13 @@ export class Store implements StreamSink {
         return;
       case "coachSwitched":
         p.pod.coachEnabled = k.value.enabled;
+        return;
+      case "ownerChanged":
+        p.pod.ownerId = k.value.userId;
+        for (const m of p.pod.members) {
+          if (m.user?.id === k.value.userId) m.role = MemberRole.OWNER;
+          else if (m.role === MemberRole.OWNER) m.role = MemberRole.MEMBER;
+        }
         return;
       default:
         // An event we don't show (or one emptied because its message is

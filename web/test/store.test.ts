@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
-import { MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
+import { MemberRole, MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
 import { localDate } from "../src/actions";
 import { Store } from "../src/store";
 
@@ -120,6 +120,16 @@ test("the coach switched off and on shows in the pod", () => {
   assert.equal(store.pods.get(podId)!.pod.coachEnabled, false);
   assert.equal(store.event(switched(12n, true)), "ok");
   assert.equal(store.pods.get(podId)!.pod.coachEnabled, true);
+});
+
+test("a new owner takes the owner's role", () => {
+  const p = store.pods.get(podId)!;
+  p.pod.ownerId = "u-me";
+  p.pod.members[0].role = MemberRole.OWNER;
+  const changed = create(EventSchema, { podId, seq: 11n, kind: { case: "ownerChanged", value: { $typeName: "pods.v1.OwnerChanged", userId: "u-ana" } } });
+  assert.equal(store.event(changed), "ok");
+  assert.equal(p.pod.ownerId, "u-ana");
+  assert.deepEqual(p.pod.members.map((m) => [m.user!.id, m.role]), [["u-me", MemberRole.MEMBER], ["u-ana", MemberRole.OWNER]]);
 });
 
 test("a deleted message no longer counts as unread", () => {

@@ -196,6 +196,7 @@ type Event struct {
 	//	*Event_Typing
 	//	*Event_ReadUpdated
 	//	*Event_CoachSwitched
+	//	*Event_OwnerChanged
 	Kind          isEvent_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -403,6 +404,15 @@ func (x *Event) GetCoachSwitched() *CoachSwitched {
 	return nil
 }
 
+func (x *Event) GetOwnerChanged() *OwnerChanged {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_OwnerChanged); ok {
+			return x.OwnerChanged
+		}
+	}
+	return nil
+}
+
 type isEvent_Kind interface {
 	isEvent_Kind()
 }
@@ -471,6 +481,10 @@ type Event_CoachSwitched struct {
 	CoachSwitched *CoachSwitched `protobuf:"bytes,25,opt,name=coach_switched,json=coachSwitched,proto3,oneof"`
 }
 
+type Event_OwnerChanged struct {
+	OwnerChanged *OwnerChanged `protobuf:"bytes,26,opt,name=owner_changed,json=ownerChanged,proto3,oneof"`
+}
+
 func (*Event_Ready) isEvent_Kind() {}
 
 func (*Event_Heartbeat) isEvent_Kind() {}
@@ -502,6 +516,8 @@ func (*Event_Typing) isEvent_Kind() {}
 func (*Event_ReadUpdated) isEvent_Kind() {}
 
 func (*Event_CoachSwitched) isEvent_Kind() {}
+
+func (*Event_OwnerChanged) isEvent_Kind() {}
 
 // The first event of every stream: the state the events that follow apply to.
 type Ready struct {
@@ -1073,6 +1089,52 @@ func (x *CoachSwitched) GetEnabled() bool {
 	return false
 }
 
+// The pod has a new owner: its owner left and the longest-standing member
+// took over (the old owner's memberLeft comes first).
+type OwnerChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnerChanged) Reset() {
+	*x = OwnerChanged{}
+	mi := &file_pods_v1_realtime_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnerChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnerChanged) ProtoMessage() {}
+
+func (x *OwnerChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_pods_v1_realtime_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnerChanged.ProtoReflect.Descriptor instead.
+func (*OwnerChanged) Descriptor() ([]byte, []int) {
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OwnerChanged) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type Presence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1083,7 +1145,7 @@ type Presence struct {
 
 func (x *Presence) Reset() {
 	*x = Presence{}
-	mi := &file_pods_v1_realtime_proto_msgTypes[15]
+	mi := &file_pods_v1_realtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1157,7 @@ func (x *Presence) String() string {
 func (*Presence) ProtoMessage() {}
 
 func (x *Presence) ProtoReflect() protoreflect.Message {
-	mi := &file_pods_v1_realtime_proto_msgTypes[15]
+	mi := &file_pods_v1_realtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1170,7 @@ func (x *Presence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Presence.ProtoReflect.Descriptor instead.
 func (*Presence) Descriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{15}
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Presence) GetUserId() string {
@@ -1135,7 +1197,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_pods_v1_realtime_proto_msgTypes[16]
+	mi := &file_pods_v1_realtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1209,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_pods_v1_realtime_proto_msgTypes[16]
+	mi := &file_pods_v1_realtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1222,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{16}
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Typing) GetUserId() string {
@@ -1188,7 +1250,7 @@ type ReadUpdated struct {
 
 func (x *ReadUpdated) Reset() {
 	*x = ReadUpdated{}
-	mi := &file_pods_v1_realtime_proto_msgTypes[17]
+	mi := &file_pods_v1_realtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1262,7 @@ func (x *ReadUpdated) String() string {
 func (*ReadUpdated) ProtoMessage() {}
 
 func (x *ReadUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_pods_v1_realtime_proto_msgTypes[17]
+	mi := &file_pods_v1_realtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1275,7 @@ func (x *ReadUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadUpdated.ProtoReflect.Descriptor instead.
 func (*ReadUpdated) Descriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{17}
+	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadUpdated) GetSeq() int64 {
@@ -1241,7 +1303,7 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"9\n" +
 	"\x11SubscribeResponse\x12$\n" +
-	"\x05event\x18\x01 \x01(\v2\x0e.pods.v1.EventR\x05event\"\xa8\b\n" +
+	"\x05event\x18\x01 \x01(\v2\x0e.pods.v1.EventR\x05event\"\xe6\b\n" +
 	"\x05Event\x12\x15\n" +
 	"\x06pod_id\x18\x01 \x01(\tR\x05podId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12*\n" +
@@ -1264,7 +1326,8 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"\bpresence\x18\x16 \x01(\v2\x11.pods.v1.PresenceH\x00R\bpresence\x12)\n" +
 	"\x06typing\x18\x17 \x01(\v2\x0f.pods.v1.TypingH\x00R\x06typing\x129\n" +
 	"\fread_updated\x18\x18 \x01(\v2\x14.pods.v1.ReadUpdatedH\x00R\vreadUpdated\x12?\n" +
-	"\x0ecoach_switched\x18\x19 \x01(\v2\x16.pods.v1.CoachSwitchedH\x00R\rcoachSwitchedB\x06\n" +
+	"\x0ecoach_switched\x18\x19 \x01(\v2\x16.pods.v1.CoachSwitchedH\x00R\rcoachSwitched\x12<\n" +
+	"\rowner_changed\x18\x1a \x01(\v2\x15.pods.v1.OwnerChangedH\x00R\fownerChangedB\x06\n" +
 	"\x04kind\"]\n" +
 	"\x05Ready\x12'\n" +
 	"\x04pods\x18\x01 \x03(\v2\x13.pods.v1.PodSummaryR\x04pods\x12+\n" +
@@ -1298,7 +1361,9 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
 	"\atrigger\x18\x02 \x01(\x0e2\x15.pods.v1.CoachTriggerR\atrigger\")\n" +
 	"\rCoachSwitched\x12\x18\n" +
-	"\aenabled\x18\x01 \x01(\bR\aenabled\";\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\"'\n" +
+	"\fOwnerChanged\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\";\n" +
 	"\bPresence\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
 	"\x06online\x18\x02 \x01(\bR\x06online\"9\n" +
@@ -1330,7 +1395,7 @@ func file_pods_v1_realtime_proto_rawDescGZIP() []byte {
 }
 
 var file_pods_v1_realtime_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pods_v1_realtime_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_pods_v1_realtime_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_pods_v1_realtime_proto_goTypes = []any{
 	(CoachTrigger)(0),             // 0: pods.v1.CoachTrigger
 	(*SubscribeRequest)(nil),      // 1: pods.v1.SubscribeRequest
@@ -1348,21 +1413,22 @@ var file_pods_v1_realtime_proto_goTypes = []any{
 	(*CheckInRecorded)(nil),       // 13: pods.v1.CheckInRecorded
 	(*CoachIntervened)(nil),       // 14: pods.v1.CoachIntervened
 	(*CoachSwitched)(nil),         // 15: pods.v1.CoachSwitched
-	(*Presence)(nil),              // 16: pods.v1.Presence
-	(*Typing)(nil),                // 17: pods.v1.Typing
-	(*ReadUpdated)(nil),           // 18: pods.v1.ReadUpdated
-	nil,                           // 19: pods.v1.SubscribeRequest.CursorsEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*PodSummary)(nil),            // 21: pods.v1.PodSummary
-	(*Message)(nil),               // 22: pods.v1.Message
-	(*Member)(nil),                // 23: pods.v1.Member
-	(*CheckIn)(nil),               // 24: pods.v1.CheckIn
-	(*Streak)(nil),                // 25: pods.v1.Streak
+	(*OwnerChanged)(nil),          // 16: pods.v1.OwnerChanged
+	(*Presence)(nil),              // 17: pods.v1.Presence
+	(*Typing)(nil),                // 18: pods.v1.Typing
+	(*ReadUpdated)(nil),           // 19: pods.v1.ReadUpdated
+	nil,                           // 20: pods.v1.SubscribeRequest.CursorsEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*PodSummary)(nil),            // 22: pods.v1.PodSummary
+	(*Message)(nil),               // 23: pods.v1.Message
+	(*Member)(nil),                // 24: pods.v1.Member
+	(*CheckIn)(nil),               // 25: pods.v1.CheckIn
+	(*Streak)(nil),                // 26: pods.v1.Streak
 }
 var file_pods_v1_realtime_proto_depIdxs = []int32{
-	19, // 0: pods.v1.SubscribeRequest.cursors:type_name -> pods.v1.SubscribeRequest.CursorsEntry
+	20, // 0: pods.v1.SubscribeRequest.cursors:type_name -> pods.v1.SubscribeRequest.CursorsEntry
 	3,  // 1: pods.v1.SubscribeResponse.event:type_name -> pods.v1.Event
-	20, // 2: pods.v1.Event.at:type_name -> google.protobuf.Timestamp
+	21, // 2: pods.v1.Event.at:type_name -> google.protobuf.Timestamp
 	4,  // 3: pods.v1.Event.ready:type_name -> pods.v1.Ready
 	5,  // 4: pods.v1.Event.heartbeat:type_name -> pods.v1.Heartbeat
 	6,  // 5: pods.v1.Event.message_created:type_name -> pods.v1.MessageCreated
@@ -1375,24 +1441,25 @@ var file_pods_v1_realtime_proto_depIdxs = []int32{
 	12, // 12: pods.v1.Event.pod_deleted:type_name -> pods.v1.PodDeleted
 	13, // 13: pods.v1.Event.check_in_recorded:type_name -> pods.v1.CheckInRecorded
 	14, // 14: pods.v1.Event.coach_intervened:type_name -> pods.v1.CoachIntervened
-	16, // 15: pods.v1.Event.presence:type_name -> pods.v1.Presence
-	17, // 16: pods.v1.Event.typing:type_name -> pods.v1.Typing
-	18, // 17: pods.v1.Event.read_updated:type_name -> pods.v1.ReadUpdated
+	17, // 15: pods.v1.Event.presence:type_name -> pods.v1.Presence
+	18, // 16: pods.v1.Event.typing:type_name -> pods.v1.Typing
+	19, // 17: pods.v1.Event.read_updated:type_name -> pods.v1.ReadUpdated
 	15, // 18: pods.v1.Event.coach_switched:type_name -> pods.v1.CoachSwitched
-	21, // 19: pods.v1.Ready.pods:type_name -> pods.v1.PodSummary
-	22, // 20: pods.v1.MessageCreated.message:type_name -> pods.v1.Message
-	22, // 21: pods.v1.MessageEdited.message:type_name -> pods.v1.Message
-	23, // 22: pods.v1.MemberJoined.member:type_name -> pods.v1.Member
-	24, // 23: pods.v1.CheckInRecorded.check_in:type_name -> pods.v1.CheckIn
-	25, // 24: pods.v1.CheckInRecorded.streak:type_name -> pods.v1.Streak
-	0,  // 25: pods.v1.CoachIntervened.trigger:type_name -> pods.v1.CoachTrigger
-	1,  // 26: pods.v1.RealtimeService.Subscribe:input_type -> pods.v1.SubscribeRequest
-	2,  // 27: pods.v1.RealtimeService.Subscribe:output_type -> pods.v1.SubscribeResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	16, // 19: pods.v1.Event.owner_changed:type_name -> pods.v1.OwnerChanged
+	22, // 20: pods.v1.Ready.pods:type_name -> pods.v1.PodSummary
+	23, // 21: pods.v1.MessageCreated.message:type_name -> pods.v1.Message
+	23, // 22: pods.v1.MessageEdited.message:type_name -> pods.v1.Message
+	24, // 23: pods.v1.MemberJoined.member:type_name -> pods.v1.Member
+	25, // 24: pods.v1.CheckInRecorded.check_in:type_name -> pods.v1.CheckIn
+	26, // 25: pods.v1.CheckInRecorded.streak:type_name -> pods.v1.Streak
+	0,  // 26: pods.v1.CoachIntervened.trigger:type_name -> pods.v1.CoachTrigger
+	1,  // 27: pods.v1.RealtimeService.Subscribe:input_type -> pods.v1.SubscribeRequest
+	2,  // 28: pods.v1.RealtimeService.Subscribe:output_type -> pods.v1.SubscribeResponse
+	28, // [28:29] is the sub-list for method output_type
+	27, // [27:28] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_pods_v1_realtime_proto_init() }
@@ -1419,6 +1486,7 @@ func file_pods_v1_realtime_proto_init() {
 		(*Event_Typing)(nil),
 		(*Event_ReadUpdated)(nil),
 		(*Event_CoachSwitched)(nil),
+		(*Event_OwnerChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1426,7 +1494,7 @@ func file_pods_v1_realtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pods_v1_realtime_proto_rawDesc), len(file_pods_v1_realtime_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
