@@ -36,6 +36,10 @@ type ReactionSummary struct {
 // for a different message.
 var ErrIdempotencyMismatch = errors.New("idempotency key already used for a different message")
 
+// ErrMessageDeleted means the message the author sent with this idempotency
+// key was deleted since: a retry does not store it again.
+var ErrMessageDeleted = errors.New("the message sent with this idempotency key was deleted")
+
 const messageColumns = `id, pod_id, seq, author_id, idempotency_key, body, humor, created_at, edited_at`
 
 func scanMessage(row pgx.Row) (Message, error) {
@@ -56,7 +60,8 @@ type MessageSendParams struct {
 // MessageSend stores a message from a member of the pod. If the author
 // already sent a message with the same idempotency key, it returns that
 // message instead, or ErrIdempotencyMismatch if it differs in pod, body or
-// humor. An unknown pod or a non-member is ErrNotFound.
+// humor, or ErrMessageDeleted if it was deleted. An unknown pod or a
+// non-member is ErrNotFound.
 //
 // The insert runs first because it is what nearly every call does; a
 // duplicate key fails it as a whole (the seq and event the trigger took roll
@@ -72,10 +77,21 @@ func messageSend(ctx context.Context, q Querier, p MessageSendParams) SendResult
 		INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
 		SELECT $1, $2, $3, $4, $5
 		WHERE EXISTS (SELECT 1 FROM memberships WHERE pod_id = $1 AND user_id = $2)
+		  AND NOT EXISTS (SELECT 1 FROM deleted_message_keys WHERE author_id = $2 AND idempotency_key = $3)
 		RETURNING `+messageColumns,
 		p.PodID, p.AuthorID, p.IdempotencyKey, p.Body, p.Humor))
 	if err == nil {
 		return SendResult{Message: m, Created: true}
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		var deleted bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deleted_message_keys WHERE author_id = $1 AND idempotency_key = $2)`,
+			p.AuthorID, p.IdempotencyKey).Scan(&deleted); err != nil {
+			return SendResult{Err: translate(err, "checking deleted keys")}
+		}
+		if deleted {
+			return SendResult{Err: ErrMessageDeleted}
+		}
 	}
 	if uniqueViolation(err) != "messages_idempotency" {
 		return SendResult{Err: translate(err, "inserting message")}

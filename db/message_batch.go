@@ -23,7 +23,8 @@ type SendResult struct {
 // the one MessageSend would have given that call.
 //
 // New messages take the fast path; a call whose message is not inserted
-// there (a retry, a non-member, a key used twice in the batch) or a batch
+// there (a retry, a non-member, a key used twice in the batch or by a
+// deleted message) or a batch
 // that fails as a whole (a concurrent writer took a key first, a deadlock)
 // falls back to MessageSend, one call at a time. Rows are inserted in pod
 // order, so that two batches lock their pods in the same order.
@@ -57,6 +58,7 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams) []Sen
 			WITH ORDINALITY AS t(pod_id, author_id, idempotency_key, body, humor, n)
 		WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = t.pod_id AND m.user_id = t.author_id)
 		  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.author_id = t.author_id AND m.idempotency_key = t.idempotency_key)
+		  AND NOT EXISTS (SELECT 1 FROM deleted_message_keys d WHERE d.author_id = t.author_id AND d.idempotency_key = t.idempotency_key)
 		ORDER BY t.n
 		RETURNING `+messageColumns, pods, authors, keys, bodies, humors)
 	var inserted []Message

@@ -85,7 +85,11 @@ func MessageDelete(ctx context.Context, pool *Pool, messageID, userID string) er
 		case userID != authorID && userID != ownerID:
 			return ErrNotOwner
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM messages WHERE id = $1`, messageID)
+		_, err = tx.Exec(ctx, `
+			WITH gone AS (DELETE FROM messages WHERE id = $1 RETURNING author_id, idempotency_key, pod_id)
+			INSERT INTO deleted_message_keys (author_id, idempotency_key, pod_id)
+			SELECT author_id, idempotency_key, pod_id FROM gone
+			ON CONFLICT DO NOTHING`, messageID)
 		return translate(err, "deleting message")
 	})
 }

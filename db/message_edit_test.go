@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -56,4 +57,33 @@ func TestAnEditsEventHasTheReactionsBeforeIt(t *testing.T) {
 	if len(edited.Reactions) != 1 || edited.Reactions[0].Emoji != "🔥" || edited.Body != "up at half past six" {
 		t.Fatalf("edit event %s, want the new body with bob's 🔥", payload)
 	}
+}
+
+// A retry of a send whose message was deleted since stores nothing, alone
+// or in a batch.
+func TestADeletedMessageIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	f := newBatchFixture(t)
+	ctx := context.Background()
+	send := db.MessageSendParams{PodID: f.podA, AuthorID: f.bob, IdempotencyKey: "k", Body: "wrong pod, sorry"}
+	m, err := db.MessageSend(ctx, f.pool, send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MessageDelete(ctx, f.pool, m.ID, f.bob); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.MessageSend(ctx, f.pool, send); !errors.Is(err, db.ErrMessageDeleted) {
+		t.Fatalf("retry alone: %v, want ErrMessageDeleted", err)
+	}
+	other := db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k", Body: "good morning"}
+	results := db.MessagesSend(ctx, f.pool, []db.MessageSendParams{send, other})
+	if !errors.Is(results[0].Err, db.ErrMessageDeleted) || results[1].Err != nil || !results[1].Created {
+		t.Fatalf("retry in a batch: %+v", results)
+	}
+	var n int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE author_id = $1`, f.bob).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d messages of bob (%v), want 0", n, err)
+	}
+	f.checkSeqs(t)
 }

@@ -221,6 +221,12 @@ func TestDeleteMessage(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM events`); n != events {
 		t.Fatalf("repeated deletes wrote %d events", n-events)
 	}
+	// A late retry of a deleted message's send stores nothing.
+	_, err = author.Chat.SendMessage(context.Background(), connect.NewRequest(&podsv1.SendMessageRequest{PodId: pod.Id, IdempotencyKey: "1", Body: "secret text one"}))
+	wantCode(t, err, connect.CodeNotFound)
+	if n := e.count(`SELECT count(*) FROM messages`); n != 0 {
+		t.Fatalf("the retry stored %d messages", n)
+	}
 	marker := e.send(other, pod.Id, "m", "marker")
 	if id := s.next().GetMessageCreated().GetMessage().GetId(); id != marker.Id {
 		t.Fatalf("an event came before the marker")

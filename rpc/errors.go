@@ -37,6 +37,8 @@ func toConnect(ctx context.Context, logger *slog.Logger, err error) error {
 		return connect.NewError(connect.CodePermissionDenied, db.ErrNotAuthor)
 	case errors.Is(err, db.ErrIdempotencyMismatch):
 		return connect.NewError(connect.CodeAlreadyExists, db.ErrIdempotencyMismatch)
+	case errors.Is(err, db.ErrMessageDeleted):
+		return connect.NewError(connect.CodeNotFound, db.ErrMessageDeleted)
 	}
 	logger.ErrorContext(ctx, "request failed", "err", err)
 	return connect.NewError(connect.CodeInternal, errors.New("internal error"))

@@ -167,6 +167,10 @@ func TestDeletePodCascadesAndIsOwnerOnly(t *testing.T) {
 	e.join(member, pod)
 	e.send(owner, pod.Id, "k1", "hello")
 	e.send(member, pod.Id, "k1", "hi")
+	gone := e.send(member, pod.Id, "k2", "wrong pod")
+	if _, err := member.Chat.DeleteMessage(ctx, connect.NewRequest(&podsv1.DeleteMessageRequest{MessageId: gone.Id})); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO reactions (message_id, user_id, emoji)
 		SELECT id, $1, '👍' FROM messages`, member.user.Id); err != nil {
 		t.Fatal(err)
@@ -189,7 +193,7 @@ func TestDeletePodCascadesAndIsOwnerOnly(t *testing.T) {
 		t.Fatalf("retried delete: %v", err)
 	}
 	wantCode(t, del(member), connect.CodeNotFound)
-	for _, table := range []string{"pods", "memberships", "messages", "reactions", "events", "check_ins"} {
+	for _, table := range []string{"pods", "memberships", "messages", "reactions", "events", "check_ins", "deleted_message_keys"} {
 		if n := e.count(`SELECT count(*) FROM ` + table); n != 0 {
 			t.Errorf("%d rows left in %s", n, table)
 		}
