@@ -264,7 +264,11 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
 
   // The owner deletes the pod, for everyone, after a second click.
   assert.equal(await alice.getByRole("button", { name: "Delete pod" }).count(), 1);
-  await alice.getByRole("button", { name: "Delete pod" }).click();
+  // A double click only arms it; a second click a moment later deletes.
+  await alice.getByRole("button", { name: "Delete pod" }).dblclick();
+  await alice.getByRole("button", { name: "Delete for everyone" }).waitFor({ timeout: 1_000 });
+  assert.equal(await alice.locator(".pod-title", { hasText: "Early birds" }).count(), 1, "a double click deleted the pod");
+  await alice.waitForTimeout(500);
   await alice.getByRole("button", { name: "Delete for everyone" }).click();
   await alice.locator(".pod-title", { hasText: "Early birds" }).waitFor({ state: "detached", timeout: 2_000 });
   await alice.locator(".pod-item", { hasText: "Early birds" }).waitFor({ state: "detached", timeout: 2_000 });

@@ -156,6 +156,14 @@ export class Actions {
     } catch (err) {
       const still = this.store.outbox.get(key);
       if (!still) return; // the stream delivered it meanwhile
+      if (errorCode(err) === Code.NotFound) {
+        // The pod is gone (or we are out of it), or the message was stored
+        // and deleted since: a retry can never succeed.
+        this.store.outbox.delete(key);
+        this.store.saveOutbox();
+        this.store.changed();
+        return;
+      }
       still.status = "failed";
       still.error = errorText(err);
       this.store.changed();

@@ -14,6 +14,39 @@ const typingRepeatMs = 3_000;
 const typingIdleMs = 3_000;
 /** Never call SetTyping more often than this (the server allows 2/s). */
 const typingMinGapMs = 600;
+/** A reminder time is saved once the field has rested this long. */
+const reminderRestMs = 800;
+/** A second click confirms only after this long (not a double click), and within confirmForMs. */
+const confirmAfterMs = 400;
+const confirmForMs = 5_000;
+
+/**
+ * TwoStep is a button that acts on its second click: one within
+ * confirmForMs of the first, and not the second half of a double click.
+ */
+class TwoStep {
+  private armedAt = 0;
+  constructor(private readonly changed: () => void) {}
+
+  get armed(): boolean {
+    return this.armedAt > 0;
+  }
+
+  /** click tells whether this click confirms; if not, it arms the button. */
+  click(): boolean {
+    const since = Date.now() - this.armedAt;
+    if (this.armed && since < confirmAfterMs) return false;
+    if (this.armed && since < confirmForMs) return true;
+    const at = (this.armedAt = Date.now());
+    this.changed();
+    window.setTimeout(() => {
+      if (this.armedAt !== at) return;
+      this.armedAt = 0;
+      this.changed();
+    }, confirmForMs);
+    return false;
+  }
+}
 
 type Row = { kind: "message"; m: Message } | { kind: "outgoing"; o: Outgoing };
 
@@ -37,10 +70,13 @@ export class ChatView implements RowHandlers {
   private readonly error = h("p", { class: "chat-error", role: "alert" });
   private readonly input = h("textarea", { class: "composer-input", rows: 1, maxlength: 4000, placeholder: "Write a message…", "aria-label": "Message" });
   private readonly humor = h("button", { type: "button", class: "humor", "aria-pressed": "false", title: "Mark as a joke: the coach won't react", text: "😄 Joke" });
+  private readonly reminderTime = h("input", { type: "time", class: "reminder-time", "aria-label": "Reminder time", title: "When the coach reminds you to check in, in your time zone" });
+  private readonly reminder = h("label", { class: "reminder", hidden: true }, "⏰ ", this.reminderTime);
+  private reminderSave: number | undefined;
 
   private ui: RowUi = { editingId: null, confirmDeleteId: null, pickerId: null };
-  private leaveArmed = false;
-  private removeArmed = false;
+  private readonly leaveStep = new TwoStep(() => this.update());
+  private readonly removeStep = new TwoStep(() => this.update());
   private stickToBottom = true;
   private typing = false;
   private typingSentAt = 0;
@@ -71,7 +107,9 @@ export class ChatView implements RowHandlers {
     this.scroller.addEventListener("scroll", () => {
       if (this.scroller.scrollTop < 40) this.loadOlder();
     });
-    this.leave.addEventListener("click", () => this.leaveClicked());
+    this.leave.addEventListener("click", async () => {
+      if (this.leaveStep.click()) this.showError(await this.actions.leavePod(this.podId));
+    });
     this.coach.addEventListener("click", async () => {
       const p = this.pod;
       if (!p) return;
@@ -80,12 +118,17 @@ export class ChatView implements RowHandlers {
       this.coach.disabled = false;
     });
     this.remove.addEventListener("click", async () => {
-      if (!this.removeArmed) {
-        this.removeArmed = true;
-        this.update();
-        return;
-      }
-      this.showError(await this.actions.deletePod(this.podId));
+      if (this.removeStep.click()) this.showError(await this.actions.deletePod(this.podId));
+    });
+    // Saved once the field rests, not at each keystroke of a time.
+    this.reminderTime.addEventListener("change", () => {
+      clearTimeout(this.reminderSave);
+      this.reminderSave = window.setTimeout(() => this.saveReminder(), reminderRestMs);
+    });
+    this.reminderTime.addEventListener("blur", () => {
+      if (this.reminderSave === undefined) return;
+      clearTimeout(this.reminderSave);
+      this.saveReminder();
     });
     const copy = h("button", { type: "button", class: "copy", text: "Copy" });
     copy.addEventListener("click", async () => {
@@ -105,7 +148,7 @@ export class ChatView implements RowHandlers {
         { class: "chat-head" },
         h("div", { class: "pod-info" }, this.title, this.habit),
         this.members,
-        h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.coach, this.leave, this.remove),
+        h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.reminder, this.coach, this.leave, this.remove),
       ),
       h("div", { class: "scroll-wrap" }, this.scroller),
       this.typingLine,
@@ -136,15 +179,15 @@ export class ChatView implements RowHandlers {
     this.title.textContent = p.pod.name;
     this.habit.textContent = p.pod.habit;
     this.invite.textContent = p.pod.inviteCode;
-    this.leave.textContent = this.leaveArmed ? "Leave for good" : "Leave";
-    this.leave.classList.toggle("danger", this.leaveArmed);
+    this.leave.textContent = this.leaveStep.armed ? "Leave for good" : "Leave";
+    this.leave.classList.toggle("danger", this.leaveStep.armed);
     const owner = p.pod.ownerId === this.store.me.userId;
     this.coach.hidden = this.remove.hidden = !owner;
     this.coach.textContent = p.pod.coachEnabled ? "🤖 Coach on" : "🤖 Coach off";
     this.coach.setAttribute("aria-pressed", String(p.pod.coachEnabled));
     this.coach.title = p.pod.coachEnabled ? "The coach steps in when the pod goes quiet or a conflict starts. Click to switch it off." : "Click to let the coach step in again.";
-    this.remove.textContent = this.removeArmed ? "Delete for everyone" : "Delete pod";
-    this.remove.classList.toggle("danger", this.removeArmed);
+    this.remove.textContent = this.removeStep.armed ? "Delete for everyone" : "Delete pod";
+    this.remove.classList.toggle("danger", this.removeStep.armed);
     this.updateMembers(p);
     this.updateProgress(p);
     this.updateMessages(p);
@@ -180,7 +223,10 @@ export class ChatView implements RowHandlers {
     const done = p.checkedInOn === localDate(this.store.me.timezone);
     const streak = p.streaks.get(this.store.me.userId);
     const label = done ? "✓ Checked in today" : "Check in";
-    const sig = `${label}|${streak?.current}|${streak?.longest}|${p.reminderTime}`;
+    this.reminder.hidden = p.reminderTime === null;
+    // Not while the user edits it, or an edit waits to be saved.
+    if (document.activeElement !== this.reminderTime && this.reminderSave === undefined) this.reminderTime.value = p.reminderTime ?? "";
+    const sig = `${label}|${streak?.current}|${streak?.longest}`;
     if (this.progress.dataset.sig === sig) return;
     this.progress.dataset.sig = sig;
     const button = h("button", { type: "button", class: done ? "checkin done" : "checkin primary", disabled: done, text: label });
@@ -188,15 +234,10 @@ export class ChatView implements RowHandlers {
       button.disabled = true;
       this.showError(await this.actions.checkIn(p));
     });
-    const reminder = h("input", { type: "time", class: "reminder-time", "aria-label": "Reminder time", title: "When the coach reminds you to check in, in your time zone", value: p.reminderTime ?? "" });
-    reminder.addEventListener("change", async () => {
-      if (reminder.value) this.showError(await this.actions.setReminder(p, reminder.value));
-    });
     replace(
       this.progress,
       button,
       streak && streak.current > 0 && h("span", { class: "my-streak", title: `Longest: ${streak.longest} days`, text: `🔥 ${streak.current}-day streak` }),
-      p.reminderTime !== null && h("label", { class: "reminder" }, "⏰ ", reminder),
     );
   }
 
@@ -245,13 +286,15 @@ export class ChatView implements RowHandlers {
     if (p && p.history === "loaded" && p.hasMore) void this.actions.loadHistory(p, true);
   }
 
-  private async leaveClicked(): Promise<void> {
-    if (!this.leaveArmed) {
-      this.leaveArmed = true;
-      this.update();
-      return;
-    }
-    this.showError(await this.actions.leavePod(this.podId));
+  /** saveReminder sends the time the field shows, if it is one and new. */
+  private async saveReminder(): Promise<void> {
+    this.reminderSave = undefined;
+    const p = this.pod;
+    const time = this.reminderTime.value;
+    if (!p || !time || time === p.reminderTime) return;
+    const err = await this.actions.setReminder(p, time);
+    this.showError(err);
+    if (err && document.activeElement !== this.reminderTime) this.reminderTime.value = p.reminderTime ?? "";
   }
 
   private send(): void {

@@ -361,7 +361,8 @@ export const ChatService: GenService<{
    * SendMessage posts a message. Repeating a call with the same
    * idempotency_key returns the message stored the first time, however often,
    * from however many nodes; the same key with a different pod, body or humor
-   * flag is `already_exists`. Blank, over-long (over 4,000 characters) or
+   * flag is `already_exists`; once that message was deleted, the key stays
+   * taken and a repeat is `not_found`, storing nothing. Blank, over-long (over 4,000 characters) or
    * invalid UTF-8 body, or a bad key: `invalid_argument`. Too many messages
    * too fast: `resource_exhausted`.
    *
