@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -504,10 +505,10 @@ func (h *Hub) unregister(s *subscriber) {
 	if len(h.bySession[s.session]) == 0 {
 		delete(h.bySession, s.session)
 	}
-	for id, ps := range h.pods {
-		if ps.subs[s] {
-			h.detachLocked(s, id)
-		}
+	attached := s.attached
+	s.attached = nil
+	for _, id := range attached {
+		h.detachLocked(s, id)
 	}
 }
 
@@ -523,7 +524,10 @@ func (h *Hub) attach(ctx context.Context, s *subscriber, podIDs []string) error 
 			ps = &podState{subs: make(map[*subscriber]bool)}
 			h.pods[id] = ps
 		}
-		ps.subs[s] = true
+		if !ps.subs[s] {
+			ps.subs[s] = true
+			s.attached = append(s.attached, id)
+		}
 		if !ps.known {
 			unknown = append(unknown, id)
 		}
@@ -570,6 +574,9 @@ func (h *Hub) detach(s *subscriber, podIDs ...string) {
 }
 
 func (h *Hub) detachLocked(s *subscriber, podID string) {
+	if i := slices.Index(s.attached, podID); i >= 0 {
+		s.attached = slices.Delete(s.attached, i, i+1)
+	}
 	ps := h.pods[podID]
 	if ps == nil {
 		return

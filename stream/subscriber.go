@@ -31,6 +31,9 @@ type subscriber struct {
 	userID   string
 	session  string // the token hash of the stream's session, or ""
 	maxQueue int
+	// attached lists the pods the hub sends this subscriber; the hub's lock
+	// guards it.
+	attached []string
 
 	mu sync.Mutex
 	// queue holds the deliveries not taken yet, oldest first. It grows as
