@@ -81,8 +81,13 @@ type Coach struct {
 // one did. Transactions that write messages last seconds at most.
 const scoreSlack = time.Minute
 
-// scoreBatch is the most messages scored per tick.
-const scoreBatch = 1000
+// The scorer reads at most scoreBatchesPerTick batches of scoreBatch
+// messages per tick: 4,000 messages a second keep up; a larger backlog is
+// taken up over the next ticks.
+const (
+	scoreBatch          = 1000
+	scoreBatchesPerTick = 4
+)
 
 // Job attempts before a job is given up.
 const maxAttempts = 5
@@ -181,39 +186,37 @@ func (c *Coach) schedule(ctx context.Context) error {
 // or after that time.
 func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) (time.Time, error) {
 	since := now.Add(-c.cfg.ConflictWindow)
-	from := since
-	if c.scoreFrom.After(from) {
-		from = c.scoreFrom
+	start := since
+	if c.scoreFrom.After(start) {
+		start = c.scoreFrom
 	}
 	horizon, err := db.WriteHorizon(ctx, tx, scoreSlack)
 	if err != nil {
 		return c.scoreFrom, err
 	}
-	msgs, err := db.UnscoredMessages(ctx, tx, from, scoreBatch)
-	if err != nil {
-		return c.scoreFrom, err
-	}
-	next := horizon
-	if len(msgs) == scoreBatch && msgs[len(msgs)-1].CreatedAt.Before(next) {
-		next = msgs[len(msgs)-1].CreatedAt // more may be waiting from there on
-	}
-	if next.Before(from) {
-		next = from
-	}
-	if len(msgs) == 0 {
-		return next, nil
-	}
-	scores := make([]db.MessageScore, len(msgs))
 	hostilePods := make(map[string]bool)
-	for i, m := range msgs {
-		compound, hostility := c.scorer.Score(m.Body)
-		scores[i] = db.MessageScore{MessageID: m.ID, Compound: compound, Hostility: hostility, Hostile: hostility >= HostileThreshold}
-		if scores[i].Hostile {
-			hostilePods[m.PodID] = true
+	from, next := start, horizon
+	for range scoreBatchesPerTick {
+		msgs, err := db.UnscoredMessages(ctx, tx, from, scoreBatch)
+		if err != nil {
+			return c.scoreFrom, err
+		}
+		if err := c.score(ctx, tx, msgs, hostilePods); err != nil {
+			return c.scoreFrom, err
+		}
+		if len(msgs) < scoreBatch {
+			next = horizon
+			break
+		}
+		// More may be waiting from the last one on.
+		from = msgs[len(msgs)-1].CreatedAt
+		next = horizon
+		if from.Before(horizon) {
+			next = from
 		}
 	}
-	if err := db.SaveScores(ctx, tx, msgs, scores); err != nil {
-		return c.scoreFrom, err
+	if next.Before(start) {
+		next = start
 	}
 	for podID := range hostilePods {
 		recent, err := db.RecentScores(ctx, tx, podID, since, c.cfg.ConflictOf)
@@ -233,6 +236,23 @@ func (c *Coach) findConflicts(ctx context.Context, tx db.Tx, now time.Time) (tim
 		}
 	}
 	return next, nil
+}
+
+// score scores msgs, saves the scores and adds the pods of hostile ones to
+// hostilePods.
+func (c *Coach) score(ctx context.Context, tx db.Tx, msgs []db.UnscoredMessage, hostilePods map[string]bool) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	scores := make([]db.MessageScore, len(msgs))
+	for i, m := range msgs {
+		compound, hostility := c.scorer.Score(m.Body)
+		scores[i] = db.MessageScore{MessageID: m.ID, Compound: compound, Hostility: hostility, Hostile: hostility >= HostileThreshold}
+		if scores[i].Hostile {
+			hostilePods[m.PodID] = true
+		}
+	}
+	return db.SaveScores(ctx, tx, msgs, scores)
 }
 
 // jobsPerTick is how many jobs a node runs at most per tick. It claims

@@ -615,7 +615,7 @@ func TestAMessageCommittedAfterAScanIsScored(t *testing.T) {
 	}
 }
 
-// A backlog larger than one tick's batch is scored over the next ticks.
+// A backlog larger than one tick's batches is scored over the next ticks.
 func TestABacklogIsScoredOverSeveralTicks(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "UTC")
@@ -624,7 +624,7 @@ func TestABacklogIsScoredOverSeveralTicks(t *testing.T) {
 	if _, err := w.d.Pool.Exec(ctx, `
 		INSERT INTO messages (pod_id, author_id, idempotency_key, body)
 		SELECT $1, $2, 'backlog' || i, 'day ' || i || ' done'
-		FROM generate_series(1, 1500) i`, w.pod.ID, w.members[1].ID); err != nil {
+		FROM generate_series(1, 4500) i`, w.pod.ID, w.members[1].ID); err != nil {
 		t.Fatal(err)
 	}
 	scored := func() (n int) {
@@ -632,11 +632,11 @@ func TestABacklogIsScoredOverSeveralTicks(t *testing.T) {
 		return n
 	}
 	w.step(c)
-	if n := scored(); n != 1000 {
-		t.Fatalf("%d scored in the first tick, want one batch of 1000", n)
+	if n := scored(); n != 4000 {
+		t.Fatalf("%d scored in the first tick, want four batches of 1000", n)
 	}
 	w.step(c)
-	if n := scored(); n != 1500 {
-		t.Fatalf("%d scored after two ticks, want all 1500", n)
+	if n := scored(); n != 4500 {
+		t.Fatalf("%d scored after two ticks, want all 4500", n)
 	}
 }
