@@ -26,25 +26,37 @@ const confirmForMs = 5_000;
  */
 class TwoStep {
   private armedAt = 0;
+  private timer: number | undefined;
   constructor(private readonly changed: () => void) {}
 
   get armed(): boolean {
     return this.armedAt > 0;
   }
 
-  /** click tells whether this click confirms; if not, it arms the button. */
+  /**
+   * click tells whether this click confirms (which disarms the button, so
+   * that a third click does not confirm again); if not, it arms it.
+   */
   click(): boolean {
     const since = Date.now() - this.armedAt;
     if (this.armed && since < confirmAfterMs) return false;
-    if (this.armed && since < confirmForMs) return true;
-    const at = (this.armedAt = Date.now());
+    if (this.armed && since < confirmForMs) {
+      this.disarm();
+      return true;
+    }
+    this.armedAt = Date.now();
     this.changed();
-    window.setTimeout(() => {
-      if (this.armedAt !== at) return;
-      this.armedAt = 0;
-      this.changed();
-    }, confirmForMs);
+    clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => this.disarm(), confirmForMs);
     return false;
+  }
+
+  /** disarm puts the button back to its first step. */
+  disarm(): void {
+    clearTimeout(this.timer);
+    if (!this.armed) return;
+    this.armedAt = 0;
+    this.changed();
   }
 }
 
@@ -72,7 +84,9 @@ export class ChatView implements RowHandlers {
   private readonly humor = h("button", { type: "button", class: "humor", "aria-pressed": "false", title: "Mark as a joke: the coach won't react", text: "😄 Joke" });
   private readonly reminderTime = h("input", { type: "time", class: "reminder-time", "aria-label": "Reminder time", title: "When the coach reminds you to check in, in your time zone" });
   private readonly reminder = h("label", { class: "reminder", hidden: true }, "⏰ ", this.reminderTime);
+  /** The timer of an edit waiting to be saved; whether a save is under way. */
   private reminderSave: number | undefined;
+  private reminderSaving = false;
 
   private ui: RowUi = { editingId: null, confirmDeleteId: null, pickerId: null };
   private readonly leaveStep = new TwoStep(() => this.update());
@@ -171,6 +185,13 @@ export class ChatView implements RowHandlers {
   /** dispose stops telling others we are typing. */
   dispose(): void {
     this.stopTyping();
+    this.leaveStep.disarm();
+    this.removeStep.disarm();
+    if (this.reminderSave !== undefined) {
+      // An edit still waiting: saved now, for the pod it was made in.
+      clearTimeout(this.reminderSave);
+      void this.saveReminder();
+    }
   }
 
   update(): void {
@@ -218,14 +239,15 @@ export class ChatView implements RowHandlers {
   private updateProgress(p: PodState): void {
     if (p.progress !== "loaded") {
       this.progress.replaceChildren();
+      this.reminder.hidden = true;
       return;
     }
     const done = p.checkedInOn === localDate(this.store.me.timezone);
     const streak = p.streaks.get(this.store.me.userId);
     const label = done ? "✓ Checked in today" : "Check in";
     this.reminder.hidden = p.reminderTime === null;
-    // Not while the user edits it, or an edit waits to be saved.
-    if (document.activeElement !== this.reminderTime && this.reminderSave === undefined) this.reminderTime.value = p.reminderTime ?? "";
+    // Not while the user edits it, or an edit waits to be saved or is being saved.
+    if (document.activeElement !== this.reminderTime && this.reminderSave === undefined && !this.reminderSaving) this.reminderTime.value = p.reminderTime ?? "";
     const sig = `${label}|${streak?.current}|${streak?.longest}`;
     if (this.progress.dataset.sig === sig) return;
     this.progress.dataset.sig = sig;
@@ -286,15 +308,25 @@ export class ChatView implements RowHandlers {
     if (p && p.history === "loaded" && p.hasMore) void this.actions.loadHistory(p, true);
   }
 
-  /** saveReminder sends the time the field shows, if it is one and new. */
+  /**
+   * saveReminder sends the time the field shows, if it is one and new, one
+   * save at a time (so that replies cannot arrive out of order).
+   */
   private async saveReminder(): Promise<void> {
     this.reminderSave = undefined;
     const p = this.pod;
+    if (!p || this.reminderSaving) return;
     const time = this.reminderTime.value;
-    if (!p || !time || time === p.reminderTime) return;
+    if (!time || time === p.reminderTime) return;
+    this.reminderSaving = true;
     const err = await this.actions.setReminder(p, time);
+    this.reminderSaving = false;
     this.showError(err);
-    if (err && document.activeElement !== this.reminderTime) this.reminderTime.value = p.reminderTime ?? "";
+    if (this.reminderTime.value !== time && this.reminderSave === undefined) {
+      void this.saveReminder(); // changed again meanwhile
+    } else if (err && document.activeElement !== this.reminderTime) {
+      this.reminderTime.value = p.reminderTime ?? "";
+    }
   }
 
   private send(): void {
