@@ -5,7 +5,9 @@ import { beforeEach, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
 import { MemberRole, MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
-import { localDate } from "../src/actions";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Actions, localDate } from "../src/actions";
+import type { Api } from "../src/api";
 import { Store } from "../src/store";
 
 // The little of the browser the store touches.
@@ -149,4 +151,24 @@ test("today is the user's date, not the browser's", () => {
   assert.notEqual(localDate(zones[0]), localDate(zones[1]));
   assert.match(localDate(zones[0]), /^\d{4}-\d{2}-\d{2}$/);
   assert.equal(localDate("Mars/Olympus_Mons"), localDate()); // unknown here: the browser's
+});
+
+test("a send the server cannot find a place for leaves the outbox; one that failed otherwise stays for a retry", async () => {
+  let code = Code.NotFound;
+  const api = {
+    chat: {
+      sendMessage: async () => {
+        throw new ConnectError("no", code);
+      },
+    },
+  } as unknown as Api;
+  const actions = new Actions(api, store);
+  const settled = () => new Promise((resolve) => setTimeout(resolve, 0));
+  actions.send(podId, "to a deleted pod", false);
+  await settled();
+  assert.equal(store.outbox.size, 0);
+  code = Code.Unavailable;
+  actions.send(podId, "while the server is away", false);
+  await settled();
+  assert.deepEqual([...store.outbox.values()].map((o) => o.status), ["failed"]);
 });
