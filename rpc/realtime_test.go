@@ -126,6 +126,55 @@ func TestAStreamWhoseClientLeftDuringSetUpEndsQuietly(t *testing.T) {
 	}
 }
 
+// A pod joined while a stream starts, between its read of the memberships
+// and its read of the pods for ready, is in ready and live on the stream.
+func TestAPodJoinedWhileAStreamStartsIsLive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	owner, ana := e.signUp(), e.signUp()
+	e.createPod(ana, 4)
+	joined := e.createPod(owner, 4)
+	// The pods' read for ready counts unread messages: it waits here.
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE messages IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *sub, 1)
+	go func() {
+		s, err := e.openSub(ana, nil) // returns with the response's headers, after the lock
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- s
+	}()
+	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
+		if err := e.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM messages x%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.join(ana, joined)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := <-opened
+	if s == nil {
+		t.FailNow()
+	}
+	if pods := s.ready().GetPods(); len(pods) != 2 {
+		t.Fatalf("ready lists %d pods, want both", len(pods))
+	}
+	e.send(owner, joined.Id, "k", "welcome, Ana")
+	if got := s.nextLogged().GetMessageCreated().GetMessage().GetBody(); got != "welcome, Ana" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 func TestStreamFollowsJoinLeaveAndDelete(t *testing.T) {
 	t.Parallel()
 	for _, source := range sources {

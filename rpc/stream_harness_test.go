@@ -21,11 +21,21 @@ type sub struct {
 
 func (e *env) subscribe(c *client, cursors map[string]int64) *sub {
 	e.t.Helper()
+	s, err := e.openSub(c, cursors)
+	if err != nil {
+		e.t.Fatalf("subscribe: %v", err)
+	}
+	return s
+}
+
+// openSub is subscribe for any goroutine: it returns the error instead of
+// failing the test.
+func (e *env) openSub(c *client, cursors map[string]int64) (*sub, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := c.Live.Subscribe(ctx, connect.NewRequest(&podsv1.SubscribeRequest{Cursors: cursors}))
 	if err != nil {
 		cancel()
-		e.t.Fatalf("subscribe: %v", err)
+		return nil, err
 	}
 	s := &sub{t: e.t, cancel: cancel, events: make(chan *podsv1.Event, 100000), err: make(chan error, 1), done: make(chan struct{})}
 	go func() {
@@ -37,7 +47,7 @@ func (e *env) subscribe(c *client, cursors map[string]int64) *sub {
 		close(s.done)
 	}()
 	e.t.Cleanup(s.close)
-	return s
+	return s, nil
 }
 
 // close ends the stream and waits for its reader.
