@@ -72,4 +72,20 @@ func TestWriteHorizon(t *testing.T) {
 	if h := horizon(d.Pool, time.Hour); !h.After(started.Add(50 * time.Millisecond)) {
 		t.Errorf("horizon %v after the transaction open since %v ended", h, started)
 	}
+
+	// A session that does not report its activity gets the slack too.
+	untracked, err := pgx.Connect(ctx, d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer untracked.Close(ctx)
+	if _, err := untracked.Exec(ctx, `SET track_activities = off`); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Pool.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	if h := horizon(d.Pool, time.Hour); h.Sub(now) > time.Second-time.Hour {
+		t.Errorf("horizon %v with a session not tracked, want an hour before %v", h, now)
+	}
 }
