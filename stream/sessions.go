@@ -95,18 +95,18 @@ func (h *Hub) checkSessions(ctx context.Context) {
 			all = true
 		case <-h.checkSessionsNow:
 		}
+		var hashes [][]byte
 		h.mu.Lock()
-		hashes := make([][]byte, 0, len(h.sessionsChanged))
-		for hash := range h.sessionsChanged {
-			hashes = append(hashes, []byte(hash))
-		}
-		clear(h.sessionsChanged)
 		if all {
-			hashes = hashes[:0]
 			for hash := range h.bySession {
 				hashes = append(hashes, []byte(hash))
 			}
+		} else {
+			for hash := range h.sessionsChanged {
+				hashes = append(hashes, []byte(hash))
+			}
 		}
+		clear(h.sessionsChanged)
 		h.mu.Unlock()
 		if len(hashes) == 0 {
 			continue

@@ -104,10 +104,7 @@ export class Connection {
         // keeps happening; a stream that skips a seq every time must not
         // turn into a loop of subscribes.
         quickRestarts = Date.now() - restartedAt < minHealthyMs ? quickRestarts + 1 : 0;
-        if (quickRestarts > 0) {
-          const ceiling = Math.min(backoffMaxMs, backoffBaseMs * 2 ** (quickRestarts - 1));
-          await this.sleep(ceiling / 2 + Math.random() * (ceiling / 2));
-        }
+        if (quickRestarts > 0) await this.backoff(quickRestarts);
         restartedAt = Date.now(); // a quick restart is one soon after the previous stream began
         continue;
       }
@@ -120,8 +117,7 @@ export class Connection {
       }
       failures++;
       this.setStatus("disconnected");
-      const ceiling = Math.min(backoffMaxMs, backoffBaseMs * 2 ** (failures - 1));
-      await this.sleep(ceiling / 2 + Math.random() * (ceiling / 2));
+      await this.backoff(failures);
     }
   }
 
@@ -175,6 +171,12 @@ export class Connection {
       this.status = status;
       this.onChange();
     }
+  }
+
+  /** backoff waits before the nth attempt in a row: exponential, with jitter. */
+  private backoff(n: number): Promise<void> {
+    const ceiling = Math.min(backoffMaxMs, backoffBaseMs * 2 ** (n - 1));
+    return this.sleep(ceiling / 2 + Math.random() * (ceiling / 2));
   }
 
   /** sleep waits ms, or less if retryNow or stop is called. */
