@@ -89,3 +89,41 @@ func TestWriteHorizon(t *testing.T) {
 		t.Errorf("horizon %v with a session not tracked, want an hour before %v", h, now)
 	}
 }
+
+// TestSaveScoresLeavesPodRowAlone: saving a score takes no lock on the
+// pod's row, which every message of the pod updates; a lock there made the
+// row's writers look up multixacts.
+func TestSaveScoresLeavesPodRowAlone(t *testing.T) {
+	t.Parallel()
+	f := newBatchFixture(t)
+	ctx := context.Background()
+	sent := db.MessagesSend(ctx, f.pool, []db.MessageSendParams{{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k1", Body: "hi"}})
+	if sent[0].Err != nil {
+		t.Fatal(sent[0].Err)
+	}
+	m := sent[0].Message
+	holder, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM pods WHERE id = $1 FOR UPDATE`, f.podA); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+		t.Fatal(err)
+	}
+	err = db.SaveScores(ctx, tx, []db.UnscoredMessage{{ID: m.ID, PodID: m.PodID, Body: m.Body, CreatedAt: m.CreatedAt}},
+		[]db.MessageScore{{Compound: -0.5, Hostility: 0.7, Hostile: true}})
+	if err != nil {
+		t.Fatalf("saving a score while the pod's row is locked: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
