@@ -93,7 +93,11 @@ func messageSend(ctx context.Context, q Querier, p MessageSendParams) SendResult
 			return SendResult{Err: ErrMessageDeleted}
 		}
 	}
-	if uniqueViolation(err) != "messages_idempotency" {
+	switch uniqueViolation(err) {
+	case "messages_idempotency":
+	case "deleted_message_keys_pkey": // deleted while this insert waited for the pod
+		return SendResult{Err: ErrMessageDeleted}
+	default:
 		return SendResult{Err: translate(err, "inserting message")}
 	}
 	m, err = scanMessage(q.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages

@@ -87,3 +87,55 @@ func TestADeletedMessageIsNotSentAgain(t *testing.T) {
 	}
 	f.checkSeqs(t)
 }
+
+// TestRetryDuringDeleteStaysDeleted: a retry of a message's SendMessage
+// that arrives while the message's delete is still in its transaction
+// does not store the message again once the delete commits.
+func TestRetryDuringDeleteStaysDeleted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	sent := db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k", Body: "to be deleted"}
+	m, err := db.MessageSend(ctx, f.pool, sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// What MessageDelete writes.
+	if _, err := tx.Exec(ctx, `
+		WITH gone AS (DELETE FROM messages WHERE id = $1 RETURNING author_id, idempotency_key, pod_id)
+		INSERT INTO deleted_message_keys (author_id, idempotency_key, pod_id)
+		SELECT author_id, idempotency_key, pod_id FROM gone`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.MessageSend(ctx, f.pool, sent)
+		done <- err
+	}()
+	// Commit the delete once the retry waits for it.
+	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
+		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO messages%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, db.ErrMessageDeleted) {
+		t.Errorf("retry during the delete: %v, want ErrMessageDeleted", err)
+	}
+	var n int
+	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE author_id = $1 AND idempotency_key = 'k'`, f.ann).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d messages with the deleted key", n)
+	}
+	f.checkSeqs(t)
+}
