@@ -244,12 +244,7 @@ func TestMessagesSendFallsBackWhenTheBatchFails(t *testing.T) {
 		})
 	}()
 	// Commit once the batch waits for the other writer's key.
-	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
-		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%unnest%')`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitForLockWait(t, f.pool, `%unnest%`)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -261,4 +256,16 @@ func TestMessagesSendFallsBackWhenTheBatchFails(t *testing.T) {
 		t.Errorf("the taken key: %+v, want message %s", r, taken.ID)
 	}
 	f.checkSeqs(t)
+}
+
+// waitForLockWait returns once a session of the test's database waits for
+// a lock in a query LIKE pattern.
+func waitForLockWait(t *testing.T, pool *db.Pool, pattern string) {
+	t.Helper()
+	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
+		if err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1)`, pattern).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

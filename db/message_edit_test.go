@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/pods-dev/pods/db"
 )
@@ -34,12 +33,7 @@ func TestAnEditsEventHasTheReactionsBeforeIt(t *testing.T) {
 		done <- err
 	}()
 	// Commit the reaction once the edit waits for the pod.
-	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
-		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE messages%')`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitForLockWait(t, f.pool, `%UPDATE messages%`)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -118,12 +112,7 @@ func TestRetryDuringDeleteStaysDeleted(t *testing.T) {
 		done <- err
 	}()
 	// Commit the delete once the retry waits for it.
-	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
-		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO messages%')`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitForLockWait(t, f.pool, `%INSERT INTO messages%`)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
