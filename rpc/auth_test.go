@@ -2,6 +2,8 @@ package rpc_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -158,6 +160,18 @@ func (s *sub) waitEnd() error {
 	}
 }
 
+// logIn returns a client of c's user on a session of its own.
+func (e *env) logIn(c *client) *client {
+	e.t.Helper()
+	n := e.anonymous()
+	res, err := n.Auth.LogIn(context.Background(), connect.NewRequest(&podsv1.LogInRequest{Handle: c.user.Handle, Password: "correct horse"}))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n.token, n.user = res.Msg.Token, res.Msg.User
+	return n
+}
+
 // A log-out ends the streams of that session, on every node, and no
 // other session's.
 func TestLogOutEndsTheSessionsStreams(t *testing.T) {
@@ -168,12 +182,7 @@ func TestLogOutEndsTheSessionsStreams(t *testing.T) {
 	node2 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
 	ana := node1.signUp()
 	pod := node1.createPod(ana, 4)
-	laptop := node1.anonymous()
-	res, err := laptop.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: ana.user.Handle, Password: "correct horse"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	laptop.token, laptop.user = res.Msg.Token, res.Msg.User
+	laptop := node1.logIn(ana)
 	phoneHere, phoneThere := node1.subscribe(ana, nil), node2.subscribe(node2.as(ana), nil)
 	laptopThere := node2.subscribe(node2.as(laptop), nil)
 	for _, s := range []*sub{phoneHere, phoneThere, laptopThere} {
@@ -189,6 +198,46 @@ func TestLogOutEndsTheSessionsStreams(t *testing.T) {
 	node1.send(laptop, pod.Id, "k", "still here")
 	if got := laptopThere.nextLogged().GetMessageCreated().GetMessage().GetBody(); got != "still here" {
 		t.Fatalf("the other session's stream got %q", got)
+	}
+}
+
+// A stream that authenticated just before its session's log-out, and
+// registered after the node heard of the log-out, ends at once too, not at
+// the next periodic check.
+func TestAStreamRegisteredAfterItsSessionsLogOutEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{SessionCheckInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ana := e.signUp()
+	pod := e.createPod(ana, 4)
+	laptop := e.logIn(ana)
+	onLaptop := e.subscribe(laptop, nil)
+	onLaptop.ready()
+
+	if _, err := ana.Auth.LogOut(ctx, connect.NewRequest(&podsv1.LogOutRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	// Notifications come in commit order: once an event written after the
+	// log-out reached the laptop's stream, the node has heard of it.
+	e.exec(`UPDATE pods SET coach_enabled = false WHERE id = $1`, pod.Id)
+	if ev := onLaptop.nextLogged(); ev.GetCoachSwitched() == nil {
+		t.Fatalf("got %v, want coachSwitched", ev)
+	}
+	// The stream whose authentication passed before the log-out.
+	hash := sha256.Sum256([]byte(ana.token))
+	done := make(chan error, 1)
+	go func() {
+		done <- e.hub.Serve(ctx, stream.Request{UserID: ana.user.Id, Session: hash[:],
+			Send: func(*podsv1.Event) error { return nil }})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, stream.ErrSessionEnded) {
+			t.Fatalf("the stream ended with %v, want ErrSessionEnded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived its session")
 	}
 }
 

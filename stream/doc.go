@@ -50,9 +50,11 @@
 //
 // A stream lives no longer than the session it was opened with: a deleted
 // or changed session is announced on pods_sessions, and every node ends
-// that session's streams with unauthenticated at once; every
-// SessionCheckInterval each node also asks the database which of its
-// streams' sessions expired or were deleted unheard.
+// that session's streams with unauthenticated at once (a stream that
+// registers within a minute of the announcement, having authenticated just
+// before it, is checked at once too); every SessionCheckInterval each node
+// also asks the database which of its streams' sessions expired or were
+// deleted unheard.
 //
 // # Failures
 //

@@ -83,9 +83,13 @@ type Hub struct {
 	// changed, for checkSessions, which checkSessionsNow (cap 1) wakes.
 	sessionsChanged  map[string]bool
 	checkSessionsNow chan struct{}
-	dirty            map[string]time.Time // pods that may have unread events → since when
-	wake             chan struct{}        // cap 1: dirty pods are waiting
-	streams          map[string]string    // open stream id → user id, for presence
+	// announced holds when sessions were last announced as changed, for
+	// announcedFor: a stream authenticated just before the announcement
+	// may register after it.
+	announced map[string]time.Time
+	dirty     map[string]time.Time // pods that may have unread events → since when
+	wake      chan struct{}        // cap 1: dirty pods are waiting
+	streams   map[string]string    // open stream id → user id, for presence
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
@@ -153,6 +157,7 @@ func NewHub(cfg Config) *Hub {
 		bySession:        make(map[string]map[*subscriber]bool),
 		sessionsChanged:  make(map[string]bool),
 		checkSessionsNow: make(chan struct{}, 1),
+		announced:        make(map[string]time.Time),
 		dirty:            make(map[string]time.Time),
 		wake:             make(chan struct{}, 1),
 		streams:          make(map[string]string),
@@ -490,6 +495,9 @@ func (h *Hub) register(s *subscriber) {
 			h.bySession[s.session] = make(map[*subscriber]bool)
 		}
 		h.bySession[s.session][s] = true
+		if _, ok := h.announced[s.session]; ok {
+			h.sessionChangedLocked(s.session)
+		}
 	}
 }
 

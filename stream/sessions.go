@@ -68,10 +68,22 @@ func (h *Hub) sessionNotified(payload string) {
 		w.SessionRevoked(hash)
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.announced[string(hash)] = time.Now()
 	if h.bySession[string(hash)] != nil {
-		h.sessionsChanged[string(hash)] = true
+		h.sessionChangedLocked(string(hash))
 	}
-	h.mu.Unlock()
+}
+
+// announcedFor is how long a session announced as changed is remembered:
+// a stream that registers meanwhile has its session checked at once. One
+// that registers later is checked within SessionCheckInterval.
+const announcedFor = time.Minute
+
+// sessionChangedLocked has checkSessions check a session of open streams.
+// h.mu must be held.
+func (h *Hub) sessionChangedLocked(hash string) {
+	h.sessionsChanged[hash] = true
 	select {
 	case h.checkSessionsNow <- struct{}{}:
 	default:
@@ -100,6 +112,11 @@ func (h *Hub) checkSessions(ctx context.Context) {
 		if all {
 			for hash := range h.bySession {
 				hashes = append(hashes, []byte(hash))
+			}
+			for hash, at := range h.announced {
+				if time.Since(at) > announcedFor {
+					delete(h.announced, hash)
+				}
 			}
 		} else {
 			for hash := range h.sessionsChanged {
