@@ -107,7 +107,7 @@ func (f *fleet) endPhase() [][]streamLog {
 // the deliveries and returns the figures.
 func (f *fleet) run(ctx context.Context, rate float64, d time.Duration) (*result, error) {
 	s := f.startPhase(int(rate * d.Seconds()))
-	before := sampleResources(f.opts.pid)
+	before := sampleResources(f.opts.pid, f.opts.url)
 	phaseStart := clk.now()
 	stopProgress := every(time.Second, func() string {
 		return fmt.Sprintf("load %4.0fs: sent %d, errors %d, delivered %d",
@@ -119,7 +119,7 @@ func (f *fleet) run(ctx context.Context, rate float64, d time.Duration) (*result
 	sendEnd := clk.now()
 	drain(ctx, s, f.opts.drain)
 	stopProgress()
-	after := sampleResources(f.opts.pid)
+	after := sampleResources(f.opts.pid, f.opts.url)
 	logs := f.endPhase()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -193,15 +193,17 @@ func every(interval time.Duration, line func() string) (stop func()) {
 }
 
 // resources is a sample of the CPU time used by podsbench and, if its pid
-// is known, by the server and its descendants.
+// is known, by the server and its descendants, and of the server's
+// scheduler latencies.
 type resources struct {
 	wall   time.Time
 	bench  time.Duration
 	server cpuSample
 	err    error // reading the server's figures
+	sched  schedBuckets
 }
 
-func sampleResources(pid int) resources {
+func sampleResources(pid int, url string) resources {
 	r := resources{wall: time.Now()}
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
@@ -210,5 +212,6 @@ func sampleResources(pid int) resources {
 	if pid > 0 {
 		r.server, r.err = sampleCPU(pid)
 	}
+	r.sched, _ = scrapeSched(url) // a server without the histogram reports none
 	return r
 }

@@ -101,7 +101,7 @@ func storm(ctx context.Context, opts options) (*stormResult, error) {
 			}
 		})
 	}
-	before := sampleResources(opts.pid)
+	before := sampleResources(opts.pid, opts.url)
 	start := clk.now()
 	close(gate)
 	want := int64(r.Messages * membersPerPod)
@@ -115,7 +115,7 @@ func storm(ctx context.Context, opts options) (*stormResult, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	stopProgress()
-	after := sampleResources(opts.pid)
+	after := sampleResources(opts.pid, opts.url)
 	logs := f.endPhase()
 	stopStreams()
 	clients.Wait()
