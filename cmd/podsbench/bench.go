@@ -193,14 +193,14 @@ func every(interval time.Duration, line func() string) (stop func()) {
 }
 
 // resources is a sample of the CPU time used by podsbench and, if its pid
-// is known, by the server and its descendants, and of the server's
-// scheduler latencies.
+// is known, by the server and its descendants, and of how long the
+// server's goroutines waited for a CPU.
 type resources struct {
 	wall   time.Time
 	bench  time.Duration
 	server cpuSample
 	err    error // reading the server's figures
-	sched  schedBuckets
+	waits  cpuWaits
 }
 
 func sampleResources(pid int, url string) resources {
@@ -212,6 +212,6 @@ func sampleResources(pid int, url string) resources {
 	if pid > 0 {
 		r.server, r.err = sampleCPU(pid)
 	}
-	r.sched, _ = scrapeSched(url) // a server without the histogram reports none
+	r.waits, _ = scrapeCPUWaits(url) // a server without the histogram reports none
 	return r
 }

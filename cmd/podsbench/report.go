@@ -57,10 +57,11 @@ type usage struct {
 	ServerRSSPeakM float64 `json:"server_rss_peak_mib,omitempty"`
 	BenchCPUS      float64 `json:"bench_cpu_s"`
 	ServerStatsErr string  `json:"server_stats_error,omitempty"`
-	// How long the server's goroutines waited for a CPU once runnable
-	// (bucket bounds of its go_sched_latencies_seconds).
-	ServerSchedP50Ms float64 `json:"server_sched_p50_ms,omitempty"`
-	ServerSchedP99Ms float64 `json:"server_sched_p99_ms,omitempty"`
+	// How long the server's goroutines waited for a CPU once runnable: the
+	// bound of the bucket of its pods_cpu_wait_seconds holding the p50 and
+	// the p99.
+	ServerCPUWaitP50Ms float64 `json:"server_cpu_wait_p50_ms,omitempty"`
+	ServerCPUWaitP99Ms float64 `json:"server_cpu_wait_p99_ms,omitempty"`
 }
 
 // analyze computes the delivery figures of a phase from what each stream
@@ -132,7 +133,7 @@ func analyze(logs [][]streamLog, s *sends, phaseStart, sendEnd int64) *result {
 func (r *usage) add(pid int, before, after resources) {
 	r.MeasuredS = round3(after.wall.Sub(before.wall).Seconds())
 	r.BenchCPUS = round3((after.bench - before.bench).Seconds())
-	r.ServerSchedP50Ms, r.ServerSchedP99Ms = after.sched.quantile(before.sched, 0.5), after.sched.quantile(before.sched, 0.99)
+	r.ServerCPUWaitP50Ms, r.ServerCPUWaitP99Ms = after.waits.quantile(before.waits, 0.5), after.waits.quantile(before.waits, 0.99)
 	if pid == 0 {
 		return
 	}
@@ -199,8 +200,8 @@ func (r *usage) print(row func(name, format string, args ...any)) {
 		row("server CPU", "%.2f s in %.1f s (%.0f%% of one core), postgres %.2f s", r.ServerCPUS, r.MeasuredS, r.ServerCPUPct, r.PostgresCPUS)
 		row("server peak RSS", "%.1f MiB (podsd only)", r.ServerRSSPeakM)
 	}
-	if r.ServerSchedP99Ms > 0 {
-		row("server CPU waits", "p50 ≤ %g ms, p99 ≤ %g ms (goroutines runnable until they ran)", r.ServerSchedP50Ms, r.ServerSchedP99Ms)
+	if r.ServerCPUWaitP99Ms > 0 {
+		row("server CPU waits", "p50 ≤ %g ms, p99 ≤ %g ms (goroutines runnable until they ran)", r.ServerCPUWaitP50Ms, r.ServerCPUWaitP99Ms)
 	}
 	row("podsbench CPU", "%.2f s in %.1f s", r.BenchCPUS, r.MeasuredS)
 }

@@ -219,14 +219,13 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 }
 
 // newMetrics returns the registry /metrics serves, holding the Go runtime's
-// and the process's metrics; the components add theirs. The runtime's
-// include the scheduler's: go_sched_latencies_seconds, how long goroutines
-// wait for a CPU, is what grows first when a node runs short of CPU.
+// and the process's metrics; the components add theirs. They include
+// pods_cpu_wait_seconds, how long goroutines wait for a CPU, which is what
+// grows first when a node runs short of CPU.
 func newMetrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCPUWaitCollector())
 	return reg
 }
 
