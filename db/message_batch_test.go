@@ -259,10 +259,14 @@ func TestMessagesSendFallsBackWhenTheBatchFails(t *testing.T) {
 }
 
 // waitForLockWait returns once a session of the test's database waits for
-// a lock in a query LIKE pattern.
+// a lock in a query LIKE pattern; it fails the test after 10 s.
 func waitForLockWait(t *testing.T, pool *db.Pool, pattern string) {
 	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for waiting := false; !waiting; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no query like %q waits for a lock", pattern)
+		}
 		if err := pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1)`, pattern).Scan(&waiting); err != nil {
 			t.Fatal(err)

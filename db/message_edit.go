@@ -71,11 +71,15 @@ func MessageEdit(ctx context.Context, pool *Pool, p MessageEditParams) (Message,
 func MessageDelete(ctx context.Context, pool *Pool, messageID, userID string) error {
 	return InTx(ctx, pool, func(tx Tx) error {
 		var authorID, ownerID string
+		// The pod row too, before the delete: a retry of the message's
+		// SendMessage that took it between the delete and its event would
+		// wait for the delete, which would wait for the row. The message
+		// first, then the pod, as edits and reactions lock them.
 		err := tx.QueryRow(ctx, `
 			SELECT m.author_id, p.owner_id FROM messages m JOIN pods p ON p.id = m.pod_id
 			WHERE m.id = $1
 			  AND EXISTS (SELECT 1 FROM memberships s WHERE s.pod_id = m.pod_id AND s.user_id = $2)
-			FOR UPDATE OF m`, messageID, userID).Scan(&authorID, &ownerID)
+			FOR UPDATE OF m FOR NO KEY UPDATE OF p`, messageID, userID).Scan(&authorID, &ownerID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return messageDeletedBefore(ctx, tx, messageID, userID)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/pods-dev/pods/db"
@@ -84,47 +85,58 @@ func TestADeletedMessageIsNotSentAgain(t *testing.T) {
 
 // TestRetryDuringDeleteStaysDeleted: a retry of a message's SendMessage
 // that arrives while the message's delete is still in its transaction
-// does not store the message again once the delete commits.
+// does not store the message again once the delete commits, alone or in a
+// batch with another call (which is stored).
 func TestRetryDuringDeleteStaysDeleted(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	f := newBatchFixture(t)
-	sent := db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k", Body: "to be deleted"}
-	m, err := db.MessageSend(ctx, f.pool, sent)
-	if err != nil {
-		t.Fatal(err)
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := newBatchFixture(t)
+			sent := db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k", Body: "to be deleted"}
+			m, err := db.MessageSend(ctx, f.pool, sent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls := []db.MessageSendParams{sent}
+			if batched {
+				calls = append(calls, db.MessageSendParams{PodID: f.podB, AuthorID: f.bob, IdempotencyKey: "other", Body: "hello"})
+			}
+			tx, err := f.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			// What MessageDelete writes.
+			if _, err := tx.Exec(ctx, `
+				WITH gone AS (DELETE FROM messages WHERE id = $1 RETURNING author_id, idempotency_key, pod_id)
+				INSERT INTO deleted_message_keys (author_id, idempotency_key, pod_id)
+				SELECT author_id, idempotency_key, pod_id FROM gone`, m.ID); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan []db.SendResult, 1)
+			go func() { done <- db.MessagesSend(ctx, f.pool, calls) }()
+			// Commit the delete once the retry waits for it.
+			waitForLockWait(t, f.pool, `%INSERT INTO messages%`)
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			results := <-done
+			if !errors.Is(results[0].Err, db.ErrMessageDeleted) {
+				t.Errorf("retry during the delete: %+v, want ErrMessageDeleted", results[0])
+			}
+			if batched && (results[1].Err != nil || !results[1].Created) {
+				t.Errorf("the other call: %+v", results[1])
+			}
+			var n int
+			if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE author_id = $1 AND idempotency_key = 'k'`, f.ann).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("%d messages with the deleted key", n)
+			}
+			f.checkSeqs(t)
+		})
 	}
-	tx, err := f.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	// What MessageDelete writes.
-	if _, err := tx.Exec(ctx, `
-		WITH gone AS (DELETE FROM messages WHERE id = $1 RETURNING author_id, idempotency_key, pod_id)
-		INSERT INTO deleted_message_keys (author_id, idempotency_key, pod_id)
-		SELECT author_id, idempotency_key, pod_id FROM gone`, m.ID); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := db.MessageSend(ctx, f.pool, sent)
-		done <- err
-	}()
-	// Commit the delete once the retry waits for it.
-	waitForLockWait(t, f.pool, `%INSERT INTO messages%`)
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, db.ErrMessageDeleted) {
-		t.Errorf("retry during the delete: %v, want ErrMessageDeleted", err)
-	}
-	var n int
-	if err := f.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE author_id = $1 AND idempotency_key = 'k'`, f.ann).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Errorf("%d messages with the deleted key", n)
-	}
-	f.checkSeqs(t)
 }

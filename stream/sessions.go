@@ -75,9 +75,10 @@ func (h *Hub) sessionNotified(payload string) {
 	}
 }
 
-// announcedFor is how long a session announced as changed is remembered:
-// a stream that registers meanwhile has its session checked at once. One
-// that registers later is checked within SessionCheckInterval.
+// announcedFor is how long a session announced as changed is remembered
+// at least (until the first periodic check after that): a stream that
+// registers meanwhile has its session checked at once. One that registers
+// later is checked within SessionCheckInterval.
 const announcedFor = time.Minute
 
 // sessionChangedLocked has checkSessions check a session of open streams.

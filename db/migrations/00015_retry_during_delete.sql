@@ -3,8 +3,9 @@
 -- statement's snapshot does not see the deleted key, it waits for the pod
 -- row the delete holds (the delete emits an event), and once the delete
 -- commits the old row no longer blocks the key. The trigger now looks for
--- the deleted key again after taking the pod row; a PL/pgSQL statement
--- takes a new snapshot, so it sees a delete that committed meanwhile.
+-- the deleted key again after taking the pod row; in READ COMMITTED (every
+-- transaction that writes messages runs in it) a PL/pgSQL statement takes a
+-- new snapshot, so it sees a delete that committed meanwhile.
 
 -- +goose Up
 -- +goose StatementBegin
