@@ -151,20 +151,43 @@ func loadMembers(ctx context.Context, q Querier, pods []*Pod) error {
 		return nil
 	}
 	ids := make([]string, len(pods))
-	byID := make(map[string]*Pod, len(pods))
 	for i, p := range pods {
 		ids[i] = p.ID
-		byID[p.ID] = p
 	}
 	rows, err := q.Query(ctx, `
 		SELECT m.pod_id, m.role, m.joined_at, `+userColumns+`
 		FROM memberships m JOIN users u ON u.id = m.user_id
 		WHERE m.pod_id = ANY($1)
 		ORDER BY m.joined_seq`, ids)
+	return fillMembers(pods, rows, err)
+}
+
+// loadMembersOfUser fills in the members of pods, the pods of userID, with
+// one query. Its plan is made once per connection: an array parameter, as
+// loadMembers has, makes Postgres plan the query anew on every call (0.2
+// ms, on every stream start).
+func loadMembersOfUser(ctx context.Context, q Querier, userID string, pods []*Pod) error {
+	rows, err := q.Query(ctx, `
+		SELECT m.pod_id, m.role, m.joined_at, `+userColumns+`
+		FROM memberships mine
+		JOIN memberships m ON m.pod_id = mine.pod_id
+		JOIN users u ON u.id = m.user_id
+		WHERE mine.user_id = $1
+		ORDER BY m.joined_seq`, userID)
+	return fillMembers(pods, rows, err)
+}
+
+// fillMembers adds the members that rows (or err) holds to pods; members
+// of other pods are left out.
+func fillMembers(pods []*Pod, rows pgx.Rows, err error) error {
 	if err != nil {
 		return translate(err, "listing members")
 	}
 	defer rows.Close()
+	byID := make(map[string]*Pod, len(pods))
+	for _, p := range pods {
+		byID[p.ID] = p
+	}
 	for rows.Next() {
 		var podID string
 		var m Member
@@ -174,7 +197,9 @@ func loadMembers(ctx context.Context, q Querier, pods []*Pod) error {
 			return translate(err, "scanning member")
 		}
 		u.PasswordHash = ""
-		byID[podID].Members = append(byID[podID].Members, m)
+		if p := byID[podID]; p != nil {
+			p.Members = append(p.Members, m)
+		}
 	}
 	return translate(rows.Err(), "listing members")
 }
@@ -327,7 +352,7 @@ func PodsOfUser(ctx context.Context, q Querier, userID string) ([]PodSummary, er
 	for i := range summaries {
 		pods[i] = &summaries[i].Pod
 	}
-	return summaries, loadMembers(ctx, q, pods)
+	return summaries, loadMembersOfUser(ctx, q, userID, pods)
 }
 
 // IsMember reports whether userID is a member of podID.

@@ -31,31 +31,26 @@ func NodeRemove(ctx context.Context, q Querier, nodeID string) error {
 
 // StreamOpened records an open stream of userID on nodeID (creating the
 // node with a lease of ttl if it has none) and marks the user online,
-// announcing it if they were not.
+// announcing it if they were not. One statement: every stream start waits
+// for it.
 func StreamOpened(ctx context.Context, pool *Pool, nodeID string, ttl time.Duration, streamID, userID string) error {
-	return translate(InTx(ctx, pool, func(tx Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO nodes (id, lease_until) VALUES ($1, now() + $2::interval)
-			ON CONFLICT DO NOTHING`, nodeID, ttl); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO presence_streams (node_id, stream_id, user_id) VALUES ($1, $2, $3)
-			ON CONFLICT DO NOTHING`, nodeID, streamID, userID); err != nil {
-			return err
-		}
-		// changed_at is now() (the transaction's start) only if this
-		// transaction turned the user online.
-		var changed bool
-		err := tx.QueryRow(ctx, `
-			INSERT INTO presence AS p (user_id, online) VALUES ($1, true)
+	// changed_at is now() (the transaction's start) only if this statement
+	// turned the user online. The stream's foreign key to the node is
+	// checked at the statement's end, when the node's row is visible.
+	_, err := pool.Exec(ctx, `
+		WITH node AS (
+			INSERT INTO nodes (id, lease_until) VALUES ($1, now() + $2::interval)
+			ON CONFLICT DO NOTHING),
+		stream AS (
+			INSERT INTO presence_streams (node_id, stream_id, user_id) VALUES ($1, $3, $4)
+			ON CONFLICT DO NOTHING),
+		seen AS (
+			INSERT INTO presence AS p (user_id, online) VALUES ($4, true)
 			ON CONFLICT (user_id) DO UPDATE SET online = true, last_opened = now(),
 				changed_at = CASE WHEN p.online THEN p.changed_at ELSE now() END
-			RETURNING changed_at = now()`, userID).Scan(&changed)
-		if err != nil || !changed {
-			return err
-		}
-		_, err = tx.Exec(ctx, `SELECT presence_announce($1, true)`, userID)
-		return err
-	}), "recording stream")
+			RETURNING changed_at = now() AS changed)
+		SELECT presence_announce($4, true) FROM seen WHERE changed`, nodeID, ttl, streamID, userID)
+	return translate(err, "recording stream")
 }
 
 // StreamClosed removes a closed stream.
