@@ -41,6 +41,7 @@ type Member struct {
 	User     User
 	Role     string
 	JoinedAt time.Time
+	Online   bool // when read
 }
 
 // PodSummary is a pod as one member sees it.
@@ -155,8 +156,9 @@ func loadMembers(ctx context.Context, q Querier, pods []*Pod) error {
 		ids[i] = p.ID
 	}
 	rows, err := q.Query(ctx, `
-		SELECT m.pod_id, m.role, m.joined_at, `+userColumns+`
+		SELECT m.pod_id, m.role, m.joined_at, coalesce(pr.online, false), `+userColumns+`
 		FROM memberships m JOIN users u ON u.id = m.user_id
+		LEFT JOIN presence pr ON pr.user_id = m.user_id
 		WHERE m.pod_id = ANY($1)
 		ORDER BY m.joined_seq`, ids)
 	return fillMembers(pods, rows, err)
@@ -168,10 +170,11 @@ func loadMembers(ctx context.Context, q Querier, pods []*Pod) error {
 // ms, on every stream start).
 func loadMembersOfUser(ctx context.Context, q Querier, userID string, pods []*Pod) error {
 	rows, err := q.Query(ctx, `
-		SELECT m.pod_id, m.role, m.joined_at, `+userColumns+`
+		SELECT m.pod_id, m.role, m.joined_at, coalesce(pr.online, false), `+userColumns+`
 		FROM memberships mine
 		JOIN memberships m ON m.pod_id = mine.pod_id
 		JOIN users u ON u.id = m.user_id
+		LEFT JOIN presence pr ON pr.user_id = m.user_id
 		WHERE mine.user_id = $1
 		ORDER BY m.joined_seq`, userID)
 	return fillMembers(pods, rows, err)
@@ -192,7 +195,7 @@ func fillMembers(pods []*Pod, rows pgx.Rows, err error) error {
 		var podID string
 		var m Member
 		u := &m.User
-		if err := rows.Scan(&podID, &m.Role, &m.JoinedAt,
+		if err := rows.Scan(&podID, &m.Role, &m.JoinedAt, &m.Online,
 			&u.ID, &u.Handle, &u.DisplayName, &u.Timezone, &u.Coach, &u.PasswordHash, &u.CreatedAt); err != nil {
 			return translate(err, "scanning member")
 		}

@@ -308,18 +308,14 @@ func (st *stream) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	podIDs := make([]string, len(summaries))
-	for i, sum := range summaries {
-		podIDs[i] = sum.Pod.ID
-	}
-	online, err := db.OnlineMembers(ctx, st.hub.cfg.Pool, podIDs)
-	if err != nil {
-		return err
-	}
 	ready := &podsv1.Ready{HeartbeatSeconds: int32(st.hub.cfg.Heartbeat / time.Second)}
 	for _, sum := range summaries {
 		pod := convert.PodSummary(sum)
-		pod.OnlineUserIds = online[sum.Pod.ID]
+		for _, m := range sum.Pod.Members {
+			if m.Online {
+				pod.OnlineUserIds = append(pod.OnlineUserIds, m.User.ID)
+			}
+		}
 		ready.Pods = append(ready.Pods, pod)
 		start := sum.Pod.LastSeq
 		if c, ok := st.req.Cursors[sum.Pod.ID]; ok && c < start {
