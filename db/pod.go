@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -355,7 +356,12 @@ func PodsOfUser(ctx context.Context, q Querier, userID string) ([]PodSummary, er
 	for i := range summaries {
 		pods[i] = &summaries[i].Pod
 	}
-	return summaries, loadMembersOfUser(ctx, q, userID, pods)
+	if err := loadMembersOfUser(ctx, q, userID, pods); err != nil {
+		return nil, err
+	}
+	// A pod without members (the coach is in every pod) was left between
+	// the two queries.
+	return slices.DeleteFunc(summaries, func(s PodSummary) bool { return len(s.Pod.Members) == 0 }), nil
 }
 
 // IsMember reports whether userID is a member of podID.

@@ -72,11 +72,10 @@ func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration) (int, e
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.presence_sweep'))`).Scan(&locked); err != nil || !locked {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM nodes WHERE lease_until < now()`); err != nil {
-			return err
-		}
-		// A stream opening concurrently updates last_opened, which the
-		// update rechecks on the row it waited for.
+		// Users first, then nodes: StreamOpened and NodeRemove lock a
+		// user's presence row before a node's row too. A stream opening
+		// concurrently updates last_opened, which the update rechecks on
+		// the row it waited for.
 		rows, err := tx.Query(ctx, `
 			WITH off AS (
 				UPDATE presence p SET online = false, changed_at = now()
@@ -94,7 +93,11 @@ func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration) (int, e
 			offline++
 		}
 		rows.Close()
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM nodes WHERE lease_until < now()`)
+		return err
 	})
 	return offline, translate(err, "sweeping presence")
 }
