@@ -8,14 +8,16 @@ import (
 )
 
 // NodeRenew extends a node's lease to ttl from now, creating the node if it
-// is missing. It reports whether it created it: then the node's streams
-// must be recorded again (a sweep removed them, or the database is new).
-func NodeRenew(ctx context.Context, q Querier, nodeID string, ttl time.Duration) (created bool, err error) {
+// is missing. It returns when the node's row was made: when that changes,
+// the node's streams must be recorded again (a sweep removed them with the
+// row, which this call or a StreamOpened then made again, or the database
+// is new).
+func NodeRenew(ctx context.Context, q Querier, nodeID string, ttl time.Duration) (started time.Time, err error) {
 	err = q.QueryRow(ctx, `
 		INSERT INTO nodes (id, lease_until) VALUES ($1, now() + $2::interval)
 		ON CONFLICT (id) DO UPDATE SET lease_until = EXCLUDED.lease_until
-		RETURNING xmax = 0`, nodeID, ttl).Scan(&created)
-	return created, translate(err, "renewing node lease")
+		RETURNING started_at`, nodeID, ttl).Scan(&started)
+	return started, translate(err, "renewing node lease")
 }
 
 // NodeRemove removes a node that shuts down, with its streams. Its users

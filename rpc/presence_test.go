@@ -122,6 +122,35 @@ func TestDeadNodesUsersGoOfflineWhenItsLeaseEnds(t *testing.T) {
 	}
 }
 
+// A live node whose row was swept (its lease ran out: a renewal came too
+// late) records its open streams again, also when a stream's start made
+// the row again before the node renewed its lease.
+func TestANodeSweptWhileAliveRecordsItsStreamsAgain(t *testing.T) {
+	t.Parallel()
+	cfg := fastPresence
+	cfg.NodeID, cfg.RenewInterval = "swept-node", 50*time.Millisecond
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, cfg)
+	ana := e.signUp()
+	e.createPod(ana, 4)
+	e.subscribe(ana, nil).ready()
+	streams := func() int {
+		return e.count(`SELECT count(*) FROM presence_streams WHERE node_id = 'swept-node' AND user_id = $1`, ana.user.Id)
+	}
+	if n := streams(); n != 1 {
+		t.Fatalf("%d streams of ana recorded, want 1", n)
+	}
+	// The sweep's delete, then the row made again as a stream start does.
+	e.exec(`DELETE FROM nodes WHERE id = 'swept-node'`)
+	e.exec(`INSERT INTO nodes (id, lease_until) VALUES ('swept-node', now() + interval '15 seconds')`)
+	deadline := time.Now().Add(5 * time.Second)
+	for streams() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("ana's stream was not recorded again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestTypingIsDeliveredAndNeverReplayed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, rpc.Config{})

@@ -98,6 +98,9 @@ type Hub struct {
 
 	metrics     *metrics
 	walPosition atomic.Uint64 // the WAL position handled; 0 while not replicating
+	// nodeStarted is when this node's row in nodes was made, as the last
+	// lease renewal saw it; only keepPresence uses it.
+	nodeStarted time.Time
 }
 
 // podState is the hub's read position in one pod's log and who gets it.

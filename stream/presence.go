@@ -51,20 +51,22 @@ func (h *Hub) keepPresence(ctx context.Context) {
 	}
 }
 
-// renewLease extends the node's lease. If the node had to be created anew
-// (its lease had expired and a sweep removed it), its open streams are
-// recorded again.
+// renewLease extends the node's lease. If the node's row is not the one
+// the last renewal saw (its lease had expired and a sweep removed it, with
+// its streams; this renewal or a stream's start made it again), its open
+// streams are recorded again.
 func (h *Hub) renewLease(ctx context.Context) {
-	created, err := db.NodeRenew(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL)
+	started, err := db.NodeRenew(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL)
 	if err != nil {
 		if ctx.Err() == nil {
 			h.log.Warn("stream: renewing lease failed", "node", h.cfg.NodeID, "err", err)
 		}
 		return
 	}
-	if !created {
+	if started.Equal(h.nodeStarted) {
 		return
 	}
+	h.nodeStarted = started
 	h.mu.Lock()
 	open := make(map[string]string, len(h.streams))
 	for id, user := range h.streams {
