@@ -37,8 +37,10 @@ func NodeRemove(ctx context.Context, q Querier, nodeID string) error {
 // for it.
 func StreamOpened(ctx context.Context, pool *Pool, nodeID string, ttl time.Duration, streamID, userID string) error {
 	// changed_at is now() (the transaction's start) only if this statement
-	// turned the user online. The stream's foreign key to the node is
-	// checked at the statement's end, when the node's row is visible.
+	// turned the user online. The main query reads seen, so the user's
+	// presence row is locked before the node's row, in the sweep's order;
+	// the stream's foreign key to the node is checked at the statement's
+	// end, when the node's row is visible.
 	_, err := pool.Exec(ctx, `
 		WITH node AS (
 			INSERT INTO nodes (id, lease_until) VALUES ($1, now() + $2::interval)
