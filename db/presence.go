@@ -23,11 +23,14 @@ func NodeRenew(ctx context.Context, q Querier, nodeID string, ttl time.Duration)
 // NodeRemove removes a node that shuts down, with its streams. Its users
 // go offline at the next sweep unless they open a stream elsewhere within
 // the grace period.
+//
+// It locks the users' presence rows, then the node's row, then (deleting
+// it) its streams: the presence sweep's order.
 func NodeRemove(ctx context.Context, q Querier, nodeID string) error {
 	_, err := q.Exec(ctx, `
-		WITH closed AS (DELETE FROM presence_streams WHERE node_id = $1 RETURNING user_id),
-		     gone AS (DELETE FROM nodes WHERE id = $1)
-		UPDATE presence SET last_closed = now() WHERE user_id IN (SELECT user_id FROM closed)`, nodeID)
+		WITH gone AS (DELETE FROM nodes WHERE id = $1)
+		UPDATE presence SET last_closed = now()
+		WHERE user_id IN (SELECT user_id FROM presence_streams WHERE node_id = $1)`, nodeID)
 	return translate(err, "removing node")
 }
 
@@ -76,12 +79,15 @@ func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration) (int, e
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.presence_sweep'))`).Scan(&locked); err != nil || !locked {
 			return err
 		}
-		// Users first, then nodes: StreamOpened and NodeRemove lock a
-		// user's presence row before a node's row too. A stream opening
-		// concurrently updates last_opened, which the update rechecks on
-		// the row it waited for.
+		// One statement, so that the nodes it deletes are the ones its
+		// update saw dead. It locks users first, then nodes (gone runs
+		// after the main query), as StreamOpened and NodeRemove do. A
+		// stream opening concurrently updates last_opened, which the update
+		// rechecks on the row it waited for.
 		rows, err := tx.Query(ctx, `
-			WITH off AS (
+			WITH dead AS (SELECT id FROM nodes WHERE lease_until <= now()),
+			gone AS (DELETE FROM nodes WHERE id IN (SELECT id FROM dead)),
+			off AS (
 				UPDATE presence p SET online = false, changed_at = now()
 				WHERE online
 				  AND last_opened < now() - $1::interval
@@ -97,11 +103,7 @@ func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration) (int, e
 			offline++
 		}
 		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `DELETE FROM nodes WHERE lease_until < now()`)
-		return err
+		return rows.Err()
 	})
 	return offline, translate(err, "sweeping presence")
 }

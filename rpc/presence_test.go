@@ -139,9 +139,12 @@ func TestANodeSweptWhileAliveRecordsItsStreamsAgain(t *testing.T) {
 	if n := streams(); n != 1 {
 		t.Fatalf("%d streams of ana recorded, want 1", n)
 	}
-	// The sweep's delete, then the row made again as a stream start does.
-	e.exec(`DELETE FROM nodes WHERE id = 'swept-node'`)
-	e.exec(`INSERT INTO nodes (id, lease_until) VALUES ('swept-node', now() + interval '15 seconds')`)
+	// The sweep's delete, then the row made again as a stream start does
+	// (in one transaction, so that no renewal comes between).
+	e.exec(`DO $$ BEGIN
+		DELETE FROM nodes WHERE id = 'swept-node';
+		INSERT INTO nodes (id, lease_until) VALUES ('swept-node', now() + interval '15 seconds');
+	END $$`)
 	deadline := time.Now().Add(5 * time.Second)
 	for streams() != 1 {
 		if time.Now().After(deadline) {

@@ -66,7 +66,6 @@ func (h *Hub) renewLease(ctx context.Context) {
 	if started.Equal(h.nodeStarted) {
 		return
 	}
-	h.nodeStarted = started
 	h.mu.Lock()
 	open := make(map[string]string, len(h.streams))
 	for id, user := range h.streams {
@@ -76,8 +75,21 @@ func (h *Hub) renewLease(ctx context.Context) {
 	for id, user := range open {
 		if err := db.StreamOpened(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, id, user); err != nil {
 			h.log.Warn("stream: recording stream", "err", err)
+			return // the next renewal tries again
+		}
+		// A stream that closed meanwhile may have recorded its end before
+		// this recorded it again. (A stream leaves h.streams before it
+		// records its end.)
+		h.mu.Lock()
+		_, stillOpen := h.streams[id]
+		h.mu.Unlock()
+		if !stillOpen {
+			if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, id, user); err != nil {
+				h.log.Warn("stream: recording stream end", "err", err)
+			}
 		}
 	}
+	h.nodeStarted = started
 }
 
 // ephemeral turns a notification of an ephemeral event into deliveries.
