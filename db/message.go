@@ -77,25 +77,14 @@ func messageSend(ctx context.Context, q Querier, p MessageSendParams) SendResult
 		INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
 		SELECT $1, $2, $3, $4, $5
 		WHERE EXISTS (SELECT 1 FROM memberships WHERE pod_id = $1 AND user_id = $2)
-		  AND NOT EXISTS (SELECT 1 FROM deleted_message_keys WHERE author_id = $2 AND idempotency_key = $3)
 		RETURNING `+messageColumns,
 		p.PodID, p.AuthorID, p.IdempotencyKey, p.Body, p.Humor))
 	if err == nil {
 		return SendResult{Message: m, Created: true}
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		var deleted bool
-		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deleted_message_keys WHERE author_id = $1 AND idempotency_key = $2)`,
-			p.AuthorID, p.IdempotencyKey).Scan(&deleted); err != nil {
-			return SendResult{Err: translate(err, "checking deleted keys")}
-		}
-		if deleted {
-			return SendResult{Err: ErrMessageDeleted}
-		}
-	}
 	switch uniqueViolation(err) {
 	case "messages_idempotency":
-	case "deleted_message_keys_pkey": // deleted while this insert waited for the pod
+	case "deleted_message_keys_pkey": // the insert trigger found the key of a deleted message
 		return SendResult{Err: ErrMessageDeleted}
 	default:
 		return SendResult{Err: translate(err, "inserting message")}

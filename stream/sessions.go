@@ -95,7 +95,8 @@ func (h *Hub) sessionChangedLocked(hash string) {
 // those of sessions announced as changed at once, and every
 // SessionCheckInterval all of them (an expiry, or a deletion this node did
 // not hear of), until ctx ends. A changed session that still works (its
-// expiry moved later, say) keeps its streams.
+// expiry moved later, say) keeps its streams. A check that fails is tried
+// again a second later.
 func (h *Hub) checkSessions(ctx context.Context) {
 	t := time.NewTicker(h.cfg.SessionCheckInterval)
 	defer t.Stop()
@@ -131,9 +132,18 @@ func (h *Hub) checkSessions(ctx context.Context) {
 		}
 		ended, err := db.SessionsEnded(ctx, h.cfg.Pool, hashes)
 		if err != nil {
-			if ctx.Err() == nil {
-				h.log.Warn("stream: checking the sessions of open streams failed", "err", err)
+			if ctx.Err() != nil {
+				return
 			}
+			h.log.Warn("stream: checking the sessions of open streams failed; retrying in a second", "err", err)
+			sleep(ctx, time.Second)
+			h.mu.Lock()
+			for _, hash := range hashes {
+				if h.bySession[string(hash)] != nil {
+					h.sessionChangedLocked(string(hash))
+				}
+			}
+			h.mu.Unlock()
 			continue
 		}
 		h.endSessions(ended)
