@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +19,7 @@ import (
 	"github.com/pods-dev/pods/rpc"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+	"github.com/pods-dev/pods/rpc/h2c"
 	"github.com/pods-dev/pods/stream"
 )
 
@@ -32,7 +33,7 @@ type env struct {
 	url string
 	api *rpc.Server
 	hub *stream.Hub
-	srv *http.Server
+	srv *h2c.Server
 }
 
 func newEnv(t *testing.T, cfg rpc.Config) *env {
@@ -57,10 +58,13 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.Handle("/", api.Handler())
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = h2c()
-	srv.Start()
-	t.Cleanup(srv.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := h2c.NewServer(&http.Server{Handler: mux}, cfg.Logger)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := cfg.Hub.Prepare(ctx); err != nil {
 		t.Fatal(err)
@@ -68,15 +72,7 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	done := make(chan struct{})
 	go func() { cfg.Hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })
-	return &env{t: t, db: d, url: srv.URL, api: api, hub: cfg.Hub, srv: srv.Config}
-}
-
-// h2c is what the server speaks: HTTP/1.1 and cleartext HTTP/2.
-func h2c() *http.Protocols {
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	return p
+	return &env{t: t, db: d, url: "http://" + ln.Addr().String(), api: api, hub: cfg.Hub, srv: srv}
 }
 
 // h2cOnly makes a client transport use cleartext HTTP/2 (with HTTP/1.1

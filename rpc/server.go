@@ -16,6 +16,7 @@ import (
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/rpc/gen/pods/v1/podsv1connect"
+	"github.com/pods-dev/pods/rpc/h2c"
 	"github.com/pods-dev/pods/stream"
 )
 
@@ -141,7 +142,7 @@ func (s *Server) Handler() http.Handler {
 // resubscribe elsewhere with their cursors, while calls in flight finish.
 // If ctx ends first, Shutdown closes the connections still open and
 // returns ctx's error. The hub keeps running: stop it afterwards.
-func (s *Server) Shutdown(ctx context.Context, srv *http.Server) error {
+func (s *Server) Shutdown(ctx context.Context, srv *h2c.Server) error {
 	// Called once the listeners are closed, so no stream told to leave
 	// can come back here.
 	srv.RegisterOnShutdown(s.hub.Close)

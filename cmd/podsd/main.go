@@ -31,6 +31,7 @@ import (
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/moderator"
 	"github.com/pods-dev/pods/rpc"
+	"github.com/pods-dev/pods/rpc/h2c"
 	"github.com/pods-dev/pods/stream"
 	"github.com/pods-dev/pods/web"
 )
@@ -187,15 +188,12 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("/", web.WithAPI(api.Handler())) // the web client at /, the API at /pods.v1.*
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	srv := &http.Server{
+	// h2c connections are served by h2c, HTTP/1.1 ones by net/http.
+	srv := h2c.NewServer(&http.Server{
 		Handler:           mux,
-		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No read or write timeout: they would cut long-lived streams.
-	}
+	}, logger)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err

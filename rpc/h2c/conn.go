@@ -1,0 +1,505 @@
+package h2c
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const (
+	maxConcurrentStreams = 250
+	maxHeaderListSize    = 64 << 10
+	maxReadFrameSize     = 16 << 10 // the protocol's default; not announced
+	// streamWindow is the protocol's default initial window: how much of a
+	// request body a client may send before the handler reads it.
+	streamWindow = 65535
+	// connWindow is the connection's receive window; streams bound what is
+	// buffered, so it is large and topped up when half used.
+	connWindow = 1 << 30
+	// writeTimeout closes a connection whose peer stopped reading.
+	writeTimeout = 30 * time.Second
+	// goAwayDelay is how long a connection told to go away stays open with
+	// no stream, so the client reads the GOAWAY before the close.
+	goAwayDelay = time.Second
+	maxWindow   = 1<<31 - 1
+)
+
+var errStreamClosed = errors.New("h2c: stream closed")
+
+// conn is one HTTP/2 connection. Its goroutine reads frames; handlers write.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	fr  *http2.Framer
+	ctx context.Context // canceled when the connection closes
+
+	cancel   context.CancelFunc
+	handlers sync.WaitGroup
+
+	// wmu serializes writes to nc and the use of the HPACK encoder, whose
+	// state follows the order of the header blocks on the wire.
+	wmu      sync.Mutex
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	writeErr error
+	writing  atomic.Pointer[stream] // the stream whose frames are being written
+
+	mu           sync.Mutex
+	cond         sync.Cond // on mu: a window grew, a body got data, a stream or the connection closed
+	streams      map[uint32]*stream
+	lastID       uint32 // the highest stream the client opened
+	sendWindow   int64  // connection-level, what we may still send
+	peerWindow   int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	peerMaxFrame int
+	recvUnacked  int64 // received since the last connection WINDOW_UPDATE
+	goingAway    bool
+	closed       bool
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	base := context.WithValue(context.Background(), http.ServerContextKey, s.http)
+	base = context.WithValue(base, http.LocalAddrContextKey, nc.LocalAddr())
+	ctx, cancel := context.WithCancel(base)
+	c := &conn{
+		srv: s, nc: nc, ctx: ctx, cancel: cancel,
+		fr:           http2.NewFramer(nil, nc),
+		streams:      make(map[uint32]*stream),
+		sendWindow:   65535,
+		peerWindow:   65535,
+		peerMaxFrame: 16 << 10,
+	}
+	c.cond.L = &c.mu
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = maxHeaderListSize
+	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	// No dynamic table for responses: nothing kept per connection, and a
+	// stream sends its headers once.
+	c.henc.SetMaxDynamicTableSizeLimit(0)
+	return c
+}
+
+// serve reads frames until the connection ends, then waits for its
+// handlers.
+func (c *conn) serve() {
+	defer func() {
+		c.close()
+		c.handlers.Wait()
+	}()
+	var b []byte
+	b = appendFrameHeader(b, 18, http2.FrameSettings, 0, 0)
+	b = appendSetting(b, http2.SettingHeaderTableSize, 0)
+	b = appendSetting(b, http2.SettingMaxConcurrentStreams, maxConcurrentStreams)
+	b = appendSetting(b, http2.SettingMaxHeaderListSize, maxHeaderListSize)
+	b = appendWindowUpdate(b, 0, connWindow-65535)
+	if c.write(b) != nil {
+		return
+	}
+	for first := true; ; first = false {
+		f, err := c.fr.ReadFrame()
+		if err == nil && first {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				err = http2.ConnectionError(http2.ErrCodeProtocol)
+			}
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		if err == nil {
+			err = c.handle(f)
+		}
+		var se http2.StreamError
+		var ce http2.ConnectionError
+		switch {
+		case err == nil:
+		case errors.As(err, &se):
+			c.resetStream(se.StreamID, se.Code)
+		case errors.As(err, &ce):
+			c.writeGoAway(http2.ErrCode(ce))
+			return
+		case errors.Is(err, http2.ErrFrameTooLarge):
+			c.writeGoAway(http2.ErrCodeFrameSize)
+			return
+		default:
+			return // the client went away
+		}
+	}
+}
+
+// handle acts on one frame from the client.
+func (c *conn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			// The client encodes no more headers into a dynamic table
+			// (SETTINGS_HEADER_TABLE_SIZE 0): the one it filled before
+			// is dropped, and nothing is kept per connection.
+			c.fr.ReadMetaHeaders = hpack.NewDecoder(0, nil)
+			return nil
+		}
+		if err := f.ForeachSetting(c.applySetting); err != nil {
+			return err
+		}
+		return c.write(appendFrameHeader(nil, 0, http2.FrameSettings, http2.FlagSettingsAck, 0))
+	case *http2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		b := appendFrameHeader(nil, 8, http2.FramePing, http2.FlagPingAck, 0)
+		return c.write(append(b, f.Data[:]...))
+	case *http2.WindowUpdateFrame:
+		return c.windowUpdate(f.StreamID, f.Increment)
+	case *http2.MetaHeadersFrame:
+		return c.headers(f)
+	case *http2.DataFrame:
+		return c.data(f)
+	case *http2.RSTStreamFrame:
+		return c.resetByClient(f.StreamID)
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return nil // PRIORITY, GOAWAY (the client closes when done), unknown types
+}
+
+func (c *conn) applySetting(s http2.Setting) error {
+	if err := s.Valid(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch s.ID {
+	case http2.SettingInitialWindowSize:
+		delta := int64(s.Val) - c.peerWindow
+		c.peerWindow = int64(s.Val)
+		for _, st := range c.streams {
+			st.sendWindow += delta
+			if st.sendWindow > maxWindow {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
+		}
+		c.cond.Broadcast()
+	case http2.SettingMaxFrameSize:
+		c.peerMaxFrame = int(s.Val)
+	}
+	return nil
+}
+
+func (c *conn) windowUpdate(id, increment uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == 0 {
+		c.sendWindow += int64(increment)
+		if c.sendWindow > maxWindow {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+	} else if s := c.streams[id]; s != nil {
+		s.sendWindow += int64(increment)
+		if s.sendWindow > maxWindow {
+			return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
+		}
+	}
+	c.cond.Broadcast()
+	return nil
+}
+
+// headers opens a stream and starts its handler, or ends a request body
+// with trailers.
+func (c *conn) headers(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	c.mu.Lock()
+	if s := c.streams[id]; s != nil {
+		defer c.mu.Unlock()
+		if !f.StreamEnded() || s.bodyEnded {
+			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+		}
+		s.bodyEnded = true // the request's trailers, which no handler here reads
+		c.cond.Broadcast()
+		return nil
+	}
+	if id <= c.lastID {
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+	}
+	// One critical section from here to the stream's registration, so
+	// that a GOAWAY naming this stream as served finds it registered.
+	c.lastID = id
+	switch {
+	case c.goingAway:
+		c.mu.Unlock()
+		return nil // past the GOAWAY's last stream: the client retries it elsewhere
+	case len(c.streams) >= maxConcurrentStreams:
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
+	case f.Truncated:
+		c.mu.Unlock()
+		return c.respondNow(id, http.StatusRequestHeaderFieldsTooLarge)
+	}
+	req, err := c.newRequest(f)
+	if err != nil {
+		c.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
+	s := newStream(c, id, f.StreamEnded())
+	s.head = req.Method == http.MethodHead
+	s.sendWindow = c.peerWindow
+	req = req.WithContext(s.ctx)
+	if !f.StreamEnded() {
+		req.Body = requestBody{s}
+	}
+	c.streams[id] = s
+	c.handlers.Add(1)
+	c.mu.Unlock()
+	go c.runHandler(s, req)
+	return nil
+}
+
+// data buffers a request body's bytes for its handler.
+func (c *conn) data(f *http2.DataFrame) error {
+	id, n := f.StreamID, int64(f.Length)
+	c.mu.Lock()
+	c.recvUnacked += n
+	var topUp int64
+	if c.recvUnacked >= connWindow/2 {
+		topUp, c.recvUnacked = c.recvUnacked, 0
+	}
+	err := c.bufferBody(id, f)
+	c.mu.Unlock()
+	if topUp > 0 {
+		if err := c.write(appendWindowUpdate(nil, 0, uint32(topUp))); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// bufferBody adds a DATA frame's bytes to its stream's body. mu must be
+// held.
+func (c *conn) bufferBody(id uint32, f *http2.DataFrame) error {
+	n := int64(f.Length)
+	s := c.streams[id]
+	switch {
+	case s == nil && id > c.lastID:
+		return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
+	case s == nil || s.reset:
+		return nil // a stream that ended: frames in flight are ignored
+	case s.bodyEnded:
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
+	case n > s.recvWindow:
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
+	}
+	s.recvWindow -= n
+	data := f.Data()
+	s.body = append(s.body, data...)
+	s.readUnacked += n - int64(len(data)) // padding counts as read
+	if f.StreamEnded() {
+		s.bodyEnded = true
+	}
+	c.cond.Broadcast()
+	return nil
+}
+
+func (c *conn) resetByClient(id uint32) error {
+	c.mu.Lock()
+	s := c.streams[id]
+	if s == nil {
+		idle := id > c.lastID
+		c.mu.Unlock()
+		if idle {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		return nil
+	}
+	s.reset = true
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	s.cancel()
+	return nil
+}
+
+// resetStream ends a stream with a RST_STREAM of ours.
+func (c *conn) resetStream(id uint32, code http2.ErrCode) {
+	c.mu.Lock()
+	s := c.streams[id]
+	if s != nil {
+		s.reset = true
+		c.cond.Broadcast()
+	}
+	c.mu.Unlock()
+	if s != nil {
+		s.cancel()
+	}
+	c.writeReset(id, code)
+}
+
+func (c *conn) writeReset(id uint32, code http2.ErrCode) {
+	b := appendFrameHeader(nil, 4, http2.FrameRSTStream, 0, id)
+	c.write(binary.BigEndian.AppendUint32(b, uint32(code)))
+}
+
+// respondNow answers a stream with a status and no body, without a handler.
+func (c *conn) respondNow(id uint32, status int) error {
+	c.mu.Lock()
+	maxFrame := c.peerMaxFrame
+	c.mu.Unlock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	b := c.appendHeaderBlock(nil, id, maxFrame, true, statusField(status))
+	return c.writeLocked(b)
+}
+
+// goAway tells the client to open no more streams; the connection closes
+// once its streams end.
+func (c *conn) goAway() {
+	c.mu.Lock()
+	if c.goingAway || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.goingAway = true
+	idle := len(c.streams) == 0
+	last := c.lastID
+	c.mu.Unlock()
+	b := appendFrameHeader(nil, 8, http2.FrameGoAway, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, last)
+	c.write(binary.BigEndian.AppendUint32(b, uint32(http2.ErrCodeNo)))
+	if idle {
+		time.AfterFunc(goAwayDelay, func() { c.nc.Close() })
+	}
+}
+
+// writeGoAway ends the connection on an error of the client's.
+func (c *conn) writeGoAway(code http2.ErrCode) {
+	c.mu.Lock()
+	last := c.lastID
+	c.mu.Unlock()
+	b := appendFrameHeader(nil, 8, http2.FrameGoAway, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, last)
+	c.write(binary.BigEndian.AppendUint32(b, uint32(code)))
+}
+
+// close ends every stream and the connection.
+func (c *conn) close() {
+	c.mu.Lock()
+	c.closed = true
+	for _, s := range c.streams {
+		s.reset = true
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	c.cancel()
+	c.nc.Close()
+}
+
+// endStream forgets a stream whose handler returned.
+func (c *conn) endStream(s *stream) {
+	c.mu.Lock()
+	delete(c.streams, s.id)
+	bodyUnread := !s.bodyEnded && !s.reset
+	s.reset = true
+	if s.deadline != nil {
+		s.deadline.Stop()
+	}
+	last := c.goingAway && len(c.streams) == 0
+	c.mu.Unlock()
+	s.cancel()
+	if bodyUnread {
+		c.writeReset(s.id, http2.ErrCodeNo) // the client may stop sending
+	}
+	if last {
+		time.AfterFunc(goAwayDelay, func() { c.nc.Close() })
+	}
+}
+
+// write writes b to the connection.
+func (c *conn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(b)
+}
+
+// writeLocked writes b with wmu held; a failed write closes the connection.
+func (c *conn) writeLocked(b []byte) error {
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		c.writeErr = err
+		c.nc.Close()
+		return err
+	}
+	return nil
+}
+
+// appendHeaderBlock appends fields as a HEADERS frame and the CONTINUATION
+// frames it needs. wmu must be held.
+func (c *conn) appendHeaderBlock(b []byte, id uint32, maxFrame int, endStream bool, fields ...[]hpack.HeaderField) []byte {
+	c.hbuf.Reset()
+	for _, list := range fields {
+		for _, f := range list {
+			c.henc.WriteField(f)
+		}
+	}
+	block := c.hbuf.Bytes()
+	typ := http2.FrameHeaders
+	for {
+		n := min(len(block), maxFrame)
+		var flags http2.Flags
+		if n == len(block) {
+			flags |= http2.FlagHeadersEndHeaders
+		}
+		if endStream && typ == http2.FrameHeaders {
+			flags |= http2.FlagHeadersEndStream
+		}
+		b = appendFrameHeader(b, n, typ, flags, id)
+		b = append(b, block[:n]...)
+		block = block[n:]
+		if len(block) == 0 {
+			return b
+		}
+		typ = http2.FrameContinuation
+	}
+}
+
+// appendData appends data as DATA frames of at most maxFrame bytes; an
+// empty data with endStream is one empty frame.
+func appendData(b []byte, id uint32, data []byte, maxFrame int, endStream bool) []byte {
+	for {
+		n := min(len(data), maxFrame)
+		var flags http2.Flags
+		if endStream && n == len(data) {
+			flags = http2.FlagDataEndStream
+		}
+		b = appendFrameHeader(b, n, http2.FrameData, flags, id)
+		b = append(b, data[:n]...)
+		data = data[n:]
+		if len(data) == 0 {
+			return b
+		}
+	}
+}
+
+func appendFrameHeader(b []byte, length int, typ http2.FrameType, flags http2.Flags, id uint32) []byte {
+	b = append(b, byte(length>>16), byte(length>>8), byte(length), byte(typ), byte(flags))
+	return binary.BigEndian.AppendUint32(b, id&(1<<31-1))
+}
+
+func appendSetting(b []byte, id http2.SettingID, val uint32) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(id))
+	return binary.BigEndian.AppendUint32(b, val)
+}
+
+func appendWindowUpdate(b []byte, id, increment uint32) []byte {
+	b = appendFrameHeader(b, 4, http2.FrameWindowUpdate, 0, id)
+	return binary.BigEndian.AppendUint32(b, increment)
+}
