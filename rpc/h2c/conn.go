@@ -53,16 +53,16 @@ type conn struct {
 	writeErr error
 	writing  atomic.Pointer[stream] // the stream whose frames are being written
 
-	mu           sync.Mutex
-	cond         sync.Cond // on mu: a window grew, a body got data, a stream or the connection closed
-	streams      map[uint32]*stream
-	lastID       uint32 // the highest stream the client opened
-	sendWindow   int64  // connection-level, what we may still send
-	peerWindow   int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	peerMaxFrame int
-	recvUnacked  int64 // received since the last connection WINDOW_UPDATE
-	goingAway    bool
-	closed       bool
+	mu            sync.Mutex
+	streams       map[uint32]*stream
+	lastID        uint32 // the highest stream the client opened
+	sendWindow    int64  // connection-level, what we may still send
+	peerWindow    int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	appliedWindow int64  // peerWindow as the open streams' windows have it
+	peerMaxFrame  int
+	recvUnacked   int64 // received since the last connection WINDOW_UPDATE
+	goingAway     bool
+	closed        bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -71,13 +71,12 @@ func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(base)
 	c := &conn{
 		srv: s, nc: nc, ctx: ctx, cancel: cancel,
-		fr:           http2.NewFramer(nil, nc),
-		streams:      make(map[uint32]*stream),
-		sendWindow:   65535,
-		peerWindow:   65535,
+		fr:         http2.NewFramer(nil, nc),
+		streams:    make(map[uint32]*stream),
+		sendWindow: 65535,
+		peerWindow: 65535, appliedWindow: 65535,
 		peerMaxFrame: 16 << 10,
 	}
-	c.cond.L = &c.mu
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize
 	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
@@ -106,9 +105,10 @@ func (c *conn) serve() {
 	}
 	for first := true; ; first = false {
 		f, err := c.fr.ReadFrame()
-		if err == nil && first {
-			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
-				err = http2.ConnectionError(http2.ErrCodeProtocol)
+		if first {
+			if sf, ok := f.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() {
+				c.writeGoAway(http2.ErrCodeProtocol) // the client's preface ends with SETTINGS
+				return
 			}
 			c.nc.SetReadDeadline(time.Time{})
 		}
@@ -147,6 +147,9 @@ func (c *conn) handle(f http2.Frame) error {
 		if err := f.ForeachSetting(c.applySetting); err != nil {
 			return err
 		}
+		if err := c.resizeStreamWindows(); err != nil {
+			return err
+		}
 		return c.write(appendFrameHeader(nil, 0, http2.FrameSettings, http2.FlagSettingsAck, 0))
 	case *http2.PingFrame:
 		if f.IsAck() {
@@ -176,17 +179,29 @@ func (c *conn) applySetting(s http2.Setting) error {
 	defer c.mu.Unlock()
 	switch s.ID {
 	case http2.SettingInitialWindowSize:
-		delta := int64(s.Val) - c.peerWindow
-		c.peerWindow = int64(s.Val)
-		for _, st := range c.streams {
-			st.sendWindow += delta
-			if st.sendWindow > maxWindow {
-				return http2.ConnectionError(http2.ErrCodeFlowControl)
-			}
-		}
-		c.cond.Broadcast()
+		c.peerWindow = int64(s.Val) // applied to the streams by resizeStreamWindows
 	case http2.SettingMaxFrameSize:
 		c.peerMaxFrame = int(s.Val)
+	}
+	return nil
+}
+
+// resizeStreamWindows applies a change of SETTINGS_INITIAL_WINDOW_SIZE to
+// the open streams' send windows, once per SETTINGS frame.
+func (c *conn) resizeStreamWindows() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delta := c.peerWindow - c.appliedWindow
+	if delta == 0 {
+		return nil
+	}
+	c.appliedWindow = c.peerWindow
+	for _, s := range c.streams {
+		s.sendWindow += delta
+		if s.sendWindow > maxWindow {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		s.wake.Broadcast()
 	}
 	return nil
 }
@@ -199,13 +214,18 @@ func (c *conn) windowUpdate(id, increment uint32) error {
 		if c.sendWindow > maxWindow {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
+		for _, s := range c.streams {
+			if s.waitingForWindow {
+				s.wake.Broadcast()
+			}
+		}
 	} else if s := c.streams[id]; s != nil {
 		s.sendWindow += int64(increment)
 		if s.sendWindow > maxWindow {
 			return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
 		}
+		s.wake.Broadcast()
 	}
-	c.cond.Broadcast()
 	return nil
 }
 
@@ -223,11 +243,14 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 			return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 		}
 		s.bodyEnded = true // the request's trailers, which no handler here reads
-		c.cond.Broadcast()
+		s.wake.Broadcast()
 		return nil
 	}
 	if id <= c.lastID {
 		c.mu.Unlock()
+		if f.StreamEnded() {
+			return nil // trailers of a stream that ended on our side
+		}
 		return http2.ConnectionError(http2.ErrCodeStreamClosed)
 	}
 	// One critical section from here to the stream's registration, so
@@ -304,7 +327,7 @@ func (c *conn) bufferBody(id uint32, f *http2.DataFrame) error {
 	if f.StreamEnded() {
 		s.bodyEnded = true
 	}
-	c.cond.Broadcast()
+	s.wake.Broadcast()
 	return nil
 }
 
@@ -320,7 +343,7 @@ func (c *conn) resetByClient(id uint32) error {
 		return nil
 	}
 	s.reset = true
-	c.cond.Broadcast()
+	s.wake.Broadcast()
 	c.mu.Unlock()
 	s.cancel()
 	return nil
@@ -332,7 +355,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	s := c.streams[id]
 	if s != nil {
 		s.reset = true
-		c.cond.Broadcast()
+		s.wake.Broadcast()
 	}
 	c.mu.Unlock()
 	if s != nil {
@@ -393,8 +416,8 @@ func (c *conn) close() {
 	c.closed = true
 	for _, s := range c.streams {
 		s.reset = true
+		s.wake.Broadcast()
 	}
-	c.cond.Broadcast()
 	c.mu.Unlock()
 	c.cancel()
 	c.nc.Close()

@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -185,7 +186,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
 	for _, c := range conns {
-		c.goAway()
+		go c.goAway() // a peer that stopped reading must not hold up the others
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -283,6 +284,17 @@ type prefixedConn struct {
 	net.Conn
 	prefix []byte
 }
+
+// CloseWrite lets net/http close an HTTP/1.1 connection gracefully.
+func (c *prefixedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom keeps the connection's sendfile for files served over HTTP/1.1.
+func (c *prefixedConn) ReadFrom(r io.Reader) (int64, error) { return io.Copy(c.Conn, r) }
 
 func (c *prefixedConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {

@@ -1042,3 +1042,31 @@ func TestCloseClosesEveryConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestTrailersAfterTheResponseAreIgnored: a client may still send its
+// request's trailers after the server ended the stream (answered without
+// reading the body, RST_STREAM NO_ERROR); they must not end the connection
+// and its other streams.
+func TestTrailersAfterTheResponseAreIgnored(t *testing.T) {
+	ts := serve(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "early") })
+	rc := dialRaw(t, ts.addr)
+	rc.check(rc.fr.WriteSettings())
+	rc.request(1, http.MethodPost, "/", false)
+	rc.next("the server's RST_STREAM", func(f http2.Frame) bool {
+		_, ok := f.(*http2.RSTStreamFrame)
+		return ok && f.Header().StreamID == 1
+	})
+	rc.hbuf.Reset()
+	rc.henc.WriteField(hpack.HeaderField{Name: "x-checksum", Value: "1"})
+	rc.check(rc.fr.WriteHeaders(http2.HeadersFrameParam{
+		StreamID: 1, BlockFragment: rc.hbuf.Bytes(), EndStream: true, EndHeaders: true,
+	}))
+	rc.get(3, "/")
+	f := rc.next("stream 3's response", func(f http2.Frame) bool {
+		_, isGoAway := f.(*http2.GoAwayFrame)
+		return isGoAway || f.Header().StreamID == 3
+	})
+	if g, ok := f.(*http2.GoAwayFrame); ok {
+		t.Fatalf("the connection went away (%v) over trailers of a stream that ended", g.ErrCode)
+	}
+}

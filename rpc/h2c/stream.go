@@ -30,13 +30,15 @@ type stream struct {
 	cancel context.CancelFunc
 
 	// Guarded by c.mu.
-	sendWindow  int64
-	reset       bool   // by either side, or the connection closed
-	body        []byte // received, not yet read by the handler
-	bodyEnded   bool
-	recvWindow  int64       // what the client may still send
-	readUnacked int64       // read by the handler since the last WINDOW_UPDATE
-	deadline    *time.Timer // resets the stream at the write deadline
+	wake             sync.Cond // on c.mu: the stream's window, body or state changed
+	waitingForWindow bool      // reserve waits for the connection's window
+	sendWindow       int64
+	reset            bool   // by either side, or the connection closed
+	body             []byte // received, not yet read by the handler
+	bodyEnded        bool
+	recvWindow       int64       // what the client may still send
+	readUnacked      int64       // read by the handler since the last WINDOW_UPDATE
+	deadline         *time.Timer // resets the stream at the write deadline
 
 	// Used by the handler's goroutine only.
 	header     http.Header
@@ -53,11 +55,13 @@ var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b
 
 func newStream(c *conn, id uint32, bodyEnded bool) *stream {
 	ctx, cancel := context.WithCancel(c.ctx)
-	return &stream{
+	s := &stream{
 		c: c, id: id, ctx: ctx, cancel: cancel,
 		bodyEnded: bodyEnded, recvWindow: streamWindow,
 		header: make(http.Header),
 	}
+	s.wake.L = &c.mu
+	return s
 }
 
 // newRequest makes the handler's request from a HEADERS frame.
@@ -125,7 +129,7 @@ func (b requestBody) Read(p []byte) (int, error) {
 	s, c := b.s, b.s.c
 	c.mu.Lock()
 	for len(s.body) == 0 && !s.bodyEnded && !s.reset {
-		c.cond.Wait()
+		s.wake.Wait()
 	}
 	if len(s.body) == 0 {
 		c.mu.Unlock()
@@ -256,6 +260,11 @@ func (s *stream) flush(end bool) error {
 		final := n == len(data)
 		c := s.c
 		c.wmu.Lock()
+		if !s.stillOpen(n) {
+			c.wmu.Unlock()
+			s.err = errStreamClosed
+			break
+		}
 		b := outPool.Get().(*[]byte)
 		ended := false
 		if !s.headerSent {
@@ -288,6 +297,19 @@ func (s *stream) flush(end bool) error {
 	return s.err
 }
 
+// stillOpen reports whether the stream was not reset since its reserve;
+// if it was, its n reserved bytes go back to the connection's window. With
+// wmu held, so that nothing is written after our RST_STREAM.
+func (s *stream) stillOpen(n int) bool {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.reset {
+		c.sendWindow += int64(n)
+	}
+	return !s.reset
+}
+
 // reserve takes up to want bytes of both send windows, waiting for them.
 func (s *stream) reserve(want int) (n, maxFrame int, err error) {
 	c := s.c
@@ -306,7 +328,9 @@ func (s *stream) reserve(want int) (n, maxFrame int, err error) {
 			c.sendWindow -= int64(n)
 			return n, c.peerMaxFrame, nil
 		}
-		c.cond.Wait()
+		s.waitingForWindow = c.sendWindow <= 0
+		s.wake.Wait()
+		s.waitingForWindow = false
 	}
 }
 
