@@ -17,8 +17,11 @@ import (
 
 const (
 	maxConcurrentStreams = 250
-	maxHeaderListSize    = 64 << 10
-	maxReadFrameSize     = 16 << 10 // the protocol's default; not announced
+	// maxHandlers bounds the handlers still running on a connection, also
+	// those of streams the client reset (which no longer count as open).
+	maxHandlers       = 4 * maxConcurrentStreams
+	maxHeaderListSize = 64 << 10
+	maxReadFrameSize  = 16 << 10 // the protocol's default; not announced
 	// streamWindow is the protocol's default initial window: how much of a
 	// request body a client may send before the handler reads it.
 	streamWindow = 65535
@@ -54,11 +57,12 @@ type conn struct {
 	writing  atomic.Pointer[stream] // the stream whose frames are being written
 
 	mu            sync.Mutex
-	streams       map[uint32]*stream
-	lastID        uint32 // the highest stream the client opened
-	sendWindow    int64  // connection-level, what we may still send
-	peerWindow    int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	appliedWindow int64  // peerWindow as the open streams' windows have it
+	streams       map[uint32]*stream // every stream whose handler runs
+	open          int                // those the client counts as open
+	lastID        uint32             // the highest stream the client opened
+	sendWindow    int64              // connection-level, what we may still send
+	peerWindow    int64              // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	appliedWindow int64              // peerWindow as the open streams' windows have it
 	peerMaxFrame  int
 	recvUnacked   int64 // received since the last connection WINDOW_UPDATE
 	goingAway     bool
@@ -260,7 +264,10 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 	case c.goingAway:
 		c.mu.Unlock()
 		return nil // past the GOAWAY's last stream: the client retries it elsewhere
-	case len(c.streams) >= maxConcurrentStreams:
+	case len(c.streams) >= maxHandlers:
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm) // resetting streams whose handlers still run
+	case c.open >= maxConcurrentStreams:
 		c.mu.Unlock()
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeRefusedStream}
 	case f.Truncated:
@@ -280,6 +287,8 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 		req.Body = requestBody{s}
 	}
 	c.streams[id] = s
+	s.counted = true
+	c.open++
 	c.handlers.Add(1)
 	c.mu.Unlock()
 	go c.runHandler(s, req)
@@ -344,6 +353,7 @@ func (c *conn) resetByClient(id uint32) error {
 	}
 	s.reset = true
 	s.wake.Broadcast()
+	c.closedLocked(s)
 	c.mu.Unlock()
 	s.cancel()
 	return nil
@@ -356,6 +366,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	if s != nil {
 		s.reset = true
 		s.wake.Broadcast()
+		c.closedLocked(s)
 	}
 	c.mu.Unlock()
 	if s != nil {
@@ -423,10 +434,20 @@ func (c *conn) close() {
 	c.nc.Close()
 }
 
+// closedLocked stops counting a stream as open: both sides ended it, or
+// either reset it. mu must be held.
+func (c *conn) closedLocked(s *stream) {
+	if s.counted {
+		s.counted = false
+		c.open--
+	}
+}
+
 // endStream forgets a stream whose handler returned.
 func (c *conn) endStream(s *stream) {
 	c.mu.Lock()
 	delete(c.streams, s.id)
+	c.closedLocked(s)
 	bodyUnread := !s.bodyEnded && !s.reset
 	s.reset = true
 	if s.deadline != nil {

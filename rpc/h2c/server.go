@@ -12,11 +12,17 @@
 // for that write. Frame parsing and HPACK are golang.org/x/net/http2's.
 //
 // Limits: 250 concurrent streams per connection (more are refused with
-// REFUSED_STREAM, a handler still running counts), 64 KiB of request
+// REFUSED_STREAM) and 1,000 running handlers (a client that resets streams
+// whose handlers go on gets GOAWAY ENHANCE_YOUR_CALM), 64 KiB of request
 // headers, 64 KiB of request body buffered per stream (flow control), a
 // write that makes no progress for 30 s closes the connection, and a
 // connection must send its preface and first SETTINGS within the HTTP
 // server's ReadHeaderTimeout (10 s if unset).
+//
+// Not done here: TLS (a TLS listener should go to net/http directly),
+// server push, request trailers (read and dropped), the http.Server's
+// IdleTimeout, ReadTimeout and WriteTimeout, and the Date and sniffed
+// Content-Type headers net/http adds to responses.
 package h2c
 
 import (

@@ -1070,3 +1070,41 @@ func TestTrailersAfterTheResponseAreIgnored(t *testing.T) {
 		t.Fatalf("the connection went away (%v) over trailers of a stream that ended", g.ErrCode)
 	}
 }
+
+// TestResetStreamsDoNotCount: a stream the client reset no longer counts
+// against MAX_CONCURRENT_STREAMS even while its handler still runs (the
+// client counts it closed); the handlers still running are bounded, past
+// four times the limit the connection goes away with ENHANCE_YOUR_CALM.
+func TestResetStreamsDoNotCount(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	ts := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			<-release // ignores the request's context, as a slow handler does
+		}
+	})
+	rc := dialRaw(t, ts.addr)
+	rc.check(rc.fr.WriteSettings())
+	id := uint32(1)
+	openAndReset := func(n int) {
+		for range n {
+			rc.get(id, "/block")
+			rc.check(rc.fr.WriteRSTStream(id, http2.ErrCodeCancel))
+			id += 2
+		}
+	}
+
+	openAndReset(250)
+	rc.get(id, "/")
+	f := rc.next("stream's answer", onStream(id))
+	if rst, ok := f.(*http2.RSTStreamFrame); ok {
+		t.Fatalf("a stream opened after 250 reset ones got RST_STREAM %v", rst.ErrCode)
+	}
+	id += 2
+
+	openAndReset(1000 - 250)
+	rc.get(id, "/")
+	if g := rc.goAway(); g.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v with 1,000 handlers running, want ENHANCE_YOUR_CALM", g.ErrCode)
+	}
+}

@@ -32,6 +32,7 @@ type stream struct {
 	// Guarded by c.mu.
 	wake             sync.Cond // on c.mu: the stream's window, body or state changed
 	waitingForWindow bool      // reserve waits for the connection's window
+	counted          bool      // in c.open
 	sendWindow       int64
 	reset            bool   // by either side, or the connection closed
 	body             []byte // received, not yet read by the handler
@@ -290,11 +291,25 @@ func (s *stream) flush(end bool) error {
 			break
 		}
 		if final {
+			if end {
+				s.ended()
+			}
 			break
 		}
 	}
 	s.releaseOut()
 	return s.err
+}
+
+// ended records that the response's end was written: if the request's
+// body ended too, the client no longer counts the stream as open.
+func (s *stream) ended() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.bodyEnded {
+		c.closedLocked(s)
+	}
 }
 
 // stillOpen reports whether the stream was not reset since its reserve;
