@@ -48,7 +48,7 @@ type testServer struct {
 }
 
 // startServer serves hs with an h2c.Server logging to logger (nil: nowhere).
-func startServer(t *testing.T, hs *http.Server, logger *slog.Logger) *testServer {
+func startServer(t testing.TB, hs *http.Server, logger *slog.Logger) *testServer {
 	t.Helper()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -84,7 +84,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 // h2cClient returns a client speaking HTTP/2 with prior knowledge to
 // http:// URLs.
-func h2cClient(t *testing.T) *http.Client {
+func h2cClient(t testing.TB) *http.Client {
 	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: p}
