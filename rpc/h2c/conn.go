@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -54,7 +53,11 @@ type conn struct {
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
 	writeErr error
-	writing  atomic.Pointer[stream] // the stream whose frames are being written
+
+	// deadlineMu orders setting the socket's write deadline: a write's own,
+	// and a stream's write deadline cutting short the write in progress.
+	deadlineMu sync.Mutex
+	writing    *stream // the stream whose frames are being written
 
 	mu            sync.Mutex
 	streams       map[uint32]*stream // every stream whose handler runs
@@ -91,22 +94,24 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return c
 }
 
-// serve reads frames until the connection ends, then waits for its
-// handlers.
-func (c *conn) serve() {
-	defer func() {
-		c.close()
-		c.handlers.Wait()
-	}()
+// writePreface sends the server's SETTINGS, the first frame it must send.
+func (c *conn) writePreface() error {
 	var b []byte
 	b = appendFrameHeader(b, 18, http2.FrameSettings, 0, 0)
 	b = appendSetting(b, http2.SettingHeaderTableSize, 0)
 	b = appendSetting(b, http2.SettingMaxConcurrentStreams, maxConcurrentStreams)
 	b = appendSetting(b, http2.SettingMaxHeaderListSize, maxHeaderListSize)
 	b = appendWindowUpdate(b, 0, connWindow-65535)
-	if c.write(b) != nil {
-		return
-	}
+	return c.write(b)
+}
+
+// serve reads frames until the connection ends, then waits for its
+// handlers. The preface was written.
+func (c *conn) serve() {
+	defer func() {
+		c.close()
+		c.handlers.Wait()
+	}()
 	for first := true; ; first = false {
 		f, err := c.fr.ReadFrame()
 		if first {
@@ -218,11 +223,7 @@ func (c *conn) windowUpdate(id, increment uint32) error {
 		if c.sendWindow > maxWindow {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
-		for _, s := range c.streams {
-			if s.waitingForWindow {
-				s.wake.Broadcast()
-			}
-		}
+		c.wakeWindowWaitersLocked()
 	} else if s := c.streams[id]; s != nil {
 		s.sendWindow += int64(increment)
 		if s.sendWindow > maxWindow {
@@ -231,6 +232,16 @@ func (c *conn) windowUpdate(id, increment uint32) error {
 		s.wake.Broadcast()
 	}
 	return nil
+}
+
+// wakeWindowWaitersLocked wakes the streams waiting for the connection's
+// send window. mu must be held.
+func (c *conn) wakeWindowWaitersLocked() {
+	for _, s := range c.streams {
+		if s.waitingForWindow {
+			s.wake.Broadcast()
+		}
+	}
 }
 
 // headers opens a stream and starts its handler, or ends a request body
@@ -304,40 +315,47 @@ func (c *conn) data(f *http2.DataFrame) error {
 	if c.recvUnacked >= connWindow/2 {
 		topUp, c.recvUnacked = c.recvUnacked, 0
 	}
-	err := c.bufferBody(id, f)
+	padding, err := c.bufferBody(id, f)
 	c.mu.Unlock()
 	if topUp > 0 {
 		if err := c.write(appendWindowUpdate(nil, 0, uint32(topUp))); err != nil {
 			return err
 		}
 	}
+	if padding > 0 {
+		if err := c.write(appendWindowUpdate(nil, id, uint32(padding))); err != nil {
+			return err
+		}
+	}
 	return err
 }
 
-// bufferBody adds a DATA frame's bytes to its stream's body. mu must be
-// held.
-func (c *conn) bufferBody(id uint32, f *http2.DataFrame) error {
+// bufferBody adds a DATA frame's bytes to its stream's body and returns
+// the frame's padding, whose window goes back to the client at once. mu
+// must be held.
+func (c *conn) bufferBody(id uint32, f *http2.DataFrame) (padding int64, err error) {
 	n := int64(f.Length)
 	s := c.streams[id]
 	switch {
 	case s == nil && id > c.lastID:
-		return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
+		return 0, http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
 	case s == nil || s.reset:
-		return nil // a stream that ended: frames in flight are ignored
+		return 0, nil // a stream that ended: frames in flight are ignored
 	case s.bodyEnded:
-		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
+		return 0, http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
 	case n > s.recvWindow:
-		return http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
+		return 0, http2.StreamError{StreamID: id, Code: http2.ErrCodeFlowControl}
 	}
-	s.recvWindow -= n
 	data := f.Data()
+	padding = n - int64(len(data))
+	s.recvWindow -= int64(len(data))
 	s.body = append(s.body, data...)
-	s.readUnacked += n - int64(len(data)) // padding counts as read
 	if f.StreamEnded() {
 		s.bodyEnded = true
+		padding = 0 // the stream takes nothing more
 	}
 	s.wake.Broadcast()
-	return nil
+	return padding, nil
 }
 
 func (c *conn) resetByClient(id uint32) error {
@@ -359,7 +377,24 @@ func (c *conn) resetByClient(id uint32) error {
 	return nil
 }
 
-// resetStream ends a stream with a RST_STREAM of ours.
+// cancelStream resets a stream of a handler still running, if it is.
+func (c *conn) cancelStream(s *stream, code http2.ErrCode) {
+	c.mu.Lock()
+	running := c.streams[s.id] == s
+	if running {
+		s.reset = true
+		s.wake.Broadcast()
+		c.closedLocked(s)
+	}
+	c.mu.Unlock()
+	if running {
+		s.cancel()
+		c.writeReset(s.id, code)
+	}
+}
+
+// resetStream ends a stream with a RST_STREAM of ours, known to the
+// connection or not (a refused or malformed one).
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	s := c.streams[id]
@@ -388,7 +423,7 @@ func (c *conn) respondNow(id uint32, status int) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	b := c.appendHeaderBlock(nil, id, maxFrame, true, statusField(status))
-	return c.writeLocked(b)
+	return c.writeLocked(b, nil)
 }
 
 // goAway tells the client to open no more streams; the connection closes
@@ -450,6 +485,7 @@ func (c *conn) endStream(s *stream) {
 	c.closedLocked(s)
 	bodyUnread := !s.bodyEnded && !s.reset
 	s.reset = true
+	s.wake.Broadcast() // a goroutine of the handler's may still read the body
 	if s.deadline != nil {
 		s.deadline.Stop()
 	}
@@ -468,16 +504,24 @@ func (c *conn) endStream(s *stream) {
 func (c *conn) write(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.writeLocked(b)
+	return c.writeLocked(b, nil)
 }
 
-// writeLocked writes b with wmu held; a failed write closes the connection.
-func (c *conn) writeLocked(b []byte) error {
+// writeLocked writes b, the frames of stream s (nil: the connection's),
+// with wmu held; a failed write closes the connection.
+func (c *conn) writeLocked(b []byte, s *stream) error {
 	if c.writeErr != nil {
 		return c.writeErr
 	}
+	c.deadlineMu.Lock()
+	c.writing = s
 	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if _, err := c.nc.Write(b); err != nil {
+	c.deadlineMu.Unlock()
+	_, err := c.nc.Write(b)
+	c.deadlineMu.Lock()
+	c.writing = nil
+	c.deadlineMu.Unlock()
+	if err != nil {
 		c.writeErr = err
 		c.nc.Close()
 		return err

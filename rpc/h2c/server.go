@@ -140,12 +140,16 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	isH2 := string(got[:n]) == http2.ClientPreface
 	var c *conn
+	var prefaceErr error
 	if isH2 {
+		// The SETTINGS go out before the connection is registered, so a
+		// shutdown's GOAWAY cannot precede them.
 		c = newConn(s, nc)
+		prefaceErr = c.writePreface()
 	}
 	s.mu.Lock()
 	delete(s.pending, nc)
-	closing := s.closing
+	closing := s.closing || prefaceErr != nil
 	if isH2 && !closing {
 		s.conns[c] = struct{}{}
 	}

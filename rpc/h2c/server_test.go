@@ -1108,3 +1108,54 @@ func TestResetStreamsDoNotCount(t *testing.T) {
 		t.Errorf("GOAWAY %v with 1,000 handlers running, want ENHANCE_YOUR_CALM", g.ErrCode)
 	}
 }
+
+// TestPaddingGivesItsWindowBack: padding counts against flow control but
+// is never read, so its window goes back at once; a client padding more
+// than a stream's window in total still gets its body through.
+func TestPaddingGivesItsWindowBack(t *testing.T) {
+	ts := serve(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	rc := dialRaw(t, ts.addr)
+	rc.check(rc.fr.WriteSettings())
+	rc.request(1, http.MethodPost, "/", false)
+	pad := make([]byte, 255)
+	for range 300 { // 76,500 bytes of padding, over the 65,535 window
+		rc.check(rc.fr.WriteDataPadded(1, false, nil, pad))
+	}
+	rc.check(rc.fr.WriteData(1, true, []byte("hello")))
+	f := rc.next("the echo", func(f http2.Frame) bool {
+		_, isData := f.(*http2.DataFrame)
+		_, isReset := f.(*http2.RSTStreamFrame)
+		return f.Header().StreamID == 1 && (isData || isReset)
+	})
+	if d, ok := f.(*http2.DataFrame); !ok || string(d.Data()) != "hello" {
+		t.Fatalf("got %v, want DATA hello", f)
+	}
+}
+
+// TestBodyReadEndsWithTheHandler: a goroutine of the handler's that is
+// still reading the request body when the handler returns gets an error,
+// instead of waiting for ever.
+func TestBodyReadEndsWithTheHandler(t *testing.T) {
+	readErr := make(chan error, 1)
+	ts := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		firstRead := make(chan struct{})
+		go func() {
+			buf := make([]byte, 64)
+			_, err := r.Body.Read(buf)
+			close(firstRead)
+			for err == nil {
+				_, err = r.Body.Read(buf) // waits: the body has not ended
+			}
+			readErr <- err
+		}()
+		<-firstRead
+		time.Sleep(50 * time.Millisecond) // lets the reader wait; not measured
+	})
+	rc := dialRaw(t, ts.addr)
+	rc.check(rc.fr.WriteSettings())
+	rc.request(1, http.MethodPost, "/", false)
+	rc.check(rc.fr.WriteData(1, false, []byte("a body that never ends")))
+	if err := wait(t, readErr, "the body read to end"); err == io.EOF {
+		t.Error("the read of an unfinished body ended with EOF")
+	}
+}

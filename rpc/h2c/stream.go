@@ -110,7 +110,7 @@ func (c *conn) runHandler(s *stream, req *http.Request) {
 			if p != http.ErrAbortHandler {
 				c.srv.logger.Error("h2c: handler panic", "path", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
 			}
-			c.resetStream(s.id, http2.ErrCodeInternal)
+			c.cancelStream(s, http2.ErrCodeInternal)
 		}
 		c.endStream(s)
 		s.releaseOut()
@@ -146,7 +146,7 @@ func (b requestBody) Read(p []byte) (int, error) {
 	}
 	s.readUnacked += int64(n)
 	var increment int64
-	if s.readUnacked >= streamWindow/2 && !s.bodyEnded {
+	if s.readUnacked >= streamWindow/2 && !s.bodyEnded && !s.reset {
 		increment, s.readUnacked = s.readUnacked, 0
 		s.recvWindow += increment
 	}
@@ -219,10 +219,12 @@ func (w responseWriter) SetWriteDeadline(t time.Time) error {
 
 func (s *stream) writeDeadlinePassed() {
 	c := s.c
-	if c.writing.Load() == s {
+	c.deadlineMu.Lock()
+	if c.writing == s {
 		c.nc.SetWriteDeadline(time.Now())
 	}
-	c.resetStream(s.id, http2.ErrCodeCancel)
+	c.deadlineMu.Unlock()
+	c.cancelStream(s, http2.ErrCodeCancel)
 }
 
 // FlushError writes what the handler wrote so far (http.ResponseController).
@@ -261,7 +263,7 @@ func (s *stream) flush(end bool) error {
 		final := n == len(data)
 		c := s.c
 		c.wmu.Lock()
-		if !s.stillOpen(n) {
+		if !s.stillOpen(n, end && final) {
 			c.wmu.Unlock()
 			s.err = errStreamClosed
 			break
@@ -279,9 +281,7 @@ func (s *stream) flush(end bool) error {
 		if end && final && trailers != nil {
 			*b = c.appendHeaderBlock(*b, s.id, maxFrame, true, trailers)
 		}
-		c.writing.Store(s)
-		err = c.writeLocked(*b)
-		c.writing.Store(nil)
+		err = c.writeLocked(*b, s)
 		c.wmu.Unlock()
 		*b = (*b)[:0]
 		outPool.Put(b)
@@ -291,9 +291,6 @@ func (s *stream) flush(end bool) error {
 			break
 		}
 		if final {
-			if end {
-				s.ended()
-			}
 			break
 		}
 	}
@@ -301,28 +298,24 @@ func (s *stream) flush(end bool) error {
 	return s.err
 }
 
-// ended records that the response's end was written: if the request's
-// body ended too, the client no longer counts the stream as open.
-func (s *stream) ended() {
-	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s.bodyEnded {
-		c.closedLocked(s)
-	}
-}
-
 // stillOpen reports whether the stream was not reset since its reserve;
 // if it was, its n reserved bytes go back to the connection's window. With
-// wmu held, so that nothing is written after our RST_STREAM.
-func (s *stream) stillOpen(n int) bool {
+// wmu held, so that nothing is written after our RST_STREAM. A write that
+// ends a stream whose request ended stops counting it as open before it
+// goes out: the client may open another as soon as it reads it.
+func (s *stream) stillOpen(n int, endsStream bool) bool {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s.reset {
 		c.sendWindow += int64(n)
+		c.wakeWindowWaitersLocked()
+		return false
 	}
-	return !s.reset
+	if endsStream && s.bodyEnded {
+		c.closedLocked(s)
+	}
+	return true
 }
 
 // reserve takes up to want bytes of both send windows, waiting for them.
