@@ -90,40 +90,89 @@ func TestWriteHorizon(t *testing.T) {
 	}
 }
 
-// TestSaveScoresLeavesPodRowAlone: saving a score takes no lock on the
-// pod's row, which every message of the pod updates; a lock there made the
-// row's writers look up multixacts.
-func TestSaveScoresLeavesPodRowAlone(t *testing.T) {
+// TestSaveScoresLeavesPodAndMessageRowsAlone: saving a score takes no
+// lock on the pod's row, which every message of the pod updates (a lock
+// there made the row's writers look up multixacts), nor on the message's
+// (the scorer saves a second's scores in one statement).
+func TestSaveScoresLeavesPodAndMessageRowsAlone(t *testing.T) {
+	t.Parallel()
+	for _, locked := range []string{"pods", "messages"} {
+		t.Run(locked, func(t *testing.T) {
+			t.Parallel()
+			f := newBatchFixture(t)
+			ctx := context.Background()
+			m := sendOne(t, f, f.podA, "k1")
+			holder, err := f.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer holder.Rollback(ctx)
+			id := map[string]string{"pods": m.PodID, "messages": m.ID}[locked]
+			if _, err := holder.Exec(ctx, `SELECT 1 FROM `+locked+` WHERE id = $1 FOR UPDATE`, id); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := f.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+				t.Fatal(err)
+			}
+			if err := saveScore(ctx, tx, m); err != nil {
+				t.Fatalf("saving a score while the %s row is locked: %v", locked, err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestDeletingAMessageDeletesItsScore: scores have no foreign key to their
+// message; a trigger deletes them, also when the pod's deletion deletes
+// the message.
+func TestDeletingAMessageDeletesItsScore(t *testing.T) {
 	t.Parallel()
 	f := newBatchFixture(t)
 	ctx := context.Background()
-	sent := db.MessagesSend(ctx, f.pool, []db.MessageSendParams{{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k1", Body: "hi"}})
+	deleted, kept, inDeletedPod := sendOne(t, f, f.podA, "k1"), sendOne(t, f, f.podA, "k2"), sendOne(t, f, f.podB, "k3")
+	for _, m := range []db.Message{deleted, kept, inDeletedPod} {
+		if err := saveScore(ctx, f.pool, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.MessageDelete(ctx, f.pool, deleted.ID, f.ann); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PodDelete(ctx, f.pool, f.podB, f.ann); err != nil {
+		t.Fatal(err)
+	}
+	var scored []string
+	rows, err := f.pool.Query(ctx, `SELECT message_id::text FROM message_scores`)
+	if err == nil {
+		scored, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scored) != 1 || scored[0] != kept.ID {
+		t.Fatalf("scores of %v after deleting a message and a pod, want only %s's", scored, kept.ID)
+	}
+}
+
+// sendOne stores a message of ann's in pod.
+func sendOne(t *testing.T, f batchFixture, pod, key string) db.Message {
+	t.Helper()
+	sent := db.MessagesSend(context.Background(), f.pool, []db.MessageSendParams{{PodID: pod, AuthorID: f.ann, IdempotencyKey: key, Body: "hi"}})
 	if sent[0].Err != nil {
 		t.Fatal(sent[0].Err)
 	}
-	m := sent[0].Message
-	holder, err := f.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback(ctx)
-	if _, err := holder.Exec(ctx, `SELECT 1 FROM pods WHERE id = $1 FOR UPDATE`, f.podA); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := f.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
-		t.Fatal(err)
-	}
-	err = db.SaveScores(ctx, tx, []db.UnscoredMessage{{ID: m.ID, PodID: m.PodID, Body: m.Body, CreatedAt: m.CreatedAt}},
+	return sent[0].Message
+}
+
+// saveScore saves a hostile score for m.
+func saveScore(ctx context.Context, q db.Querier, m db.Message) error {
+	return db.SaveScores(ctx, q, []db.UnscoredMessage{{ID: m.ID, PodID: m.PodID, Body: m.Body, CreatedAt: m.CreatedAt}},
 		[]db.MessageScore{{Compound: -0.5, Hostility: 0.7, Hostile: true}})
-	if err != nil {
-		t.Fatalf("saving a score while the pod's row is locked: %v", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
 }
