@@ -20,10 +20,13 @@ const (
 	// those of streams the client reset (which no longer count as open).
 	maxHandlers       = 4 * maxConcurrentStreams
 	maxHeaderListSize = 64 << 10
-	maxReadFrameSize  = 16 << 10 // the protocol's default; not announced
-	// streamWindow is the protocol's default initial window: how much of a
-	// request body a client may send before the handler reads it.
-	streamWindow = 65535
+	// defaultMaxFrame is the protocol's initial SETTINGS_MAX_FRAME_SIZE,
+	// both ways; we announce no other.
+	defaultMaxFrame = 16 << 10
+	// defaultWindow is the protocol's initial window, both ways: what a
+	// client may send on a stream before the handler reads, and what we
+	// may send before the client grants more.
+	defaultWindow = 65535
 	// connWindow is the connection's receive window; streams bound what is
 	// buffered, so it is large and topped up when half used.
 	connWindow = 1 << 30
@@ -80,13 +83,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv: s, nc: nc, ctx: ctx, cancel: cancel,
 		fr:         http2.NewFramer(nil, nc),
 		streams:    make(map[uint32]*stream),
-		sendWindow: 65535,
-		peerWindow: 65535, appliedWindow: 65535,
-		peerMaxFrame: 16 << 10,
+		sendWindow: defaultWindow,
+		peerWindow: defaultWindow, appliedWindow: defaultWindow,
+		peerMaxFrame: defaultMaxFrame,
 	}
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize
-	c.fr.SetMaxReadFrameSize(maxReadFrameSize)
+	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	// No dynamic table for responses: nothing kept per connection, and a
 	// stream sends its headers once.
@@ -101,7 +104,7 @@ func (c *conn) writePreface() error {
 	b = appendSetting(b, http2.SettingHeaderTableSize, 0)
 	b = appendSetting(b, http2.SettingMaxConcurrentStreams, maxConcurrentStreams)
 	b = appendSetting(b, http2.SettingMaxHeaderListSize, maxHeaderListSize)
-	b = appendWindowUpdate(b, 0, connWindow-65535)
+	b = appendWindowUpdate(b, 0, connWindow-defaultWindow)
 	return c.write(b)
 }
 
@@ -369,9 +372,7 @@ func (c *conn) resetByClient(id uint32) error {
 		}
 		return nil
 	}
-	s.reset = true
-	s.wake.Broadcast()
-	c.closedLocked(s)
+	c.resetLocked(s)
 	c.mu.Unlock()
 	s.cancel()
 	return nil
@@ -382,9 +383,7 @@ func (c *conn) cancelStream(s *stream, code http2.ErrCode) {
 	c.mu.Lock()
 	running := c.streams[s.id] == s
 	if running {
-		s.reset = true
-		s.wake.Broadcast()
-		c.closedLocked(s)
+		c.resetLocked(s)
 	}
 	c.mu.Unlock()
 	if running {
@@ -398,16 +397,20 @@ func (c *conn) cancelStream(s *stream, code http2.ErrCode) {
 func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Lock()
 	s := c.streams[id]
-	if s != nil {
-		s.reset = true
-		s.wake.Broadcast()
-		c.closedLocked(s)
-	}
 	c.mu.Unlock()
 	if s != nil {
-		s.cancel()
+		c.cancelStream(s, code)
+	} else {
+		c.writeReset(id, code)
 	}
-	c.writeReset(id, code)
+}
+
+// resetLocked marks s reset, by either side: its waits end and it no
+// longer counts as open. mu must be held; the caller cancels s.ctx.
+func (c *conn) resetLocked(s *stream) {
+	s.reset = true
+	s.wake.Broadcast()
+	c.closedLocked(s)
 }
 
 func (c *conn) writeReset(id uint32, code http2.ErrCode) {
@@ -436,13 +439,11 @@ func (c *conn) goAway() {
 	}
 	c.goingAway = true
 	idle := len(c.streams) == 0
-	last := c.lastID
+	last := c.lastID // later streams are ignored, not served
 	c.mu.Unlock()
-	b := appendFrameHeader(nil, 8, http2.FrameGoAway, 0, 0)
-	b = binary.BigEndian.AppendUint32(b, last)
-	c.write(binary.BigEndian.AppendUint32(b, uint32(http2.ErrCodeNo)))
+	c.writeGoAwayFrame(last, http2.ErrCodeNo)
 	if idle {
-		time.AfterFunc(goAwayDelay, func() { c.nc.Close() })
+		c.closeSoon()
 	}
 }
 
@@ -451,9 +452,19 @@ func (c *conn) writeGoAway(code http2.ErrCode) {
 	c.mu.Lock()
 	last := c.lastID
 	c.mu.Unlock()
+	c.writeGoAwayFrame(last, code)
+}
+
+func (c *conn) writeGoAwayFrame(last uint32, code http2.ErrCode) {
 	b := appendFrameHeader(nil, 8, http2.FrameGoAway, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, last)
 	c.write(binary.BigEndian.AppendUint32(b, uint32(code)))
+}
+
+// closeSoon closes a connection told to go away once the client had time
+// to read the GOAWAY.
+func (c *conn) closeSoon() {
+	time.AfterFunc(goAwayDelay, func() { c.nc.Close() })
 }
 
 // close ends every stream and the connection.
@@ -461,8 +472,7 @@ func (c *conn) close() {
 	c.mu.Lock()
 	c.closed = true
 	for _, s := range c.streams {
-		s.reset = true
-		s.wake.Broadcast()
+		c.resetLocked(s)
 	}
 	c.mu.Unlock()
 	c.cancel()
@@ -482,10 +492,8 @@ func (c *conn) closedLocked(s *stream) {
 func (c *conn) endStream(s *stream) {
 	c.mu.Lock()
 	delete(c.streams, s.id)
-	c.closedLocked(s)
 	bodyUnread := !s.bodyEnded && !s.reset
-	s.reset = true
-	s.wake.Broadcast() // a goroutine of the handler's may still read the body
+	c.resetLocked(s) // a goroutine of the handler's may still read the body
 	if s.deadline != nil {
 		s.deadline.Stop()
 	}
@@ -496,7 +504,7 @@ func (c *conn) endStream(s *stream) {
 		c.writeReset(s.id, http2.ErrCodeNo) // the client may stop sending
 	}
 	if last {
-		time.AfterFunc(goAwayDelay, func() { c.nc.Close() })
+		c.closeSoon()
 	}
 }
 

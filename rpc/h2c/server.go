@@ -124,18 +124,14 @@ func (s *Server) serveConn(nc net.Conn) {
 	nc.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
 	var got [len(http2.ClientPreface)]byte
 	n := 0
-	for n < len(got) {
-		m, err := nc.Read(got[n:])
+	var readErr error // with the bytes so far still a preface
+	for n < len(got) && readErr == nil {
+		var m int
+		m, readErr = nc.Read(got[n:])
 		n += m
 		if !bytes.HasPrefix([]byte(http2.ClientPreface), got[:n]) {
+			readErr = nil
 			break // HTTP/1: an HTTP/1 request can be shorter than the preface
-		}
-		if err != nil {
-			s.mu.Lock()
-			delete(s.pending, nc)
-			s.mu.Unlock()
-			nc.Close()
-			return
 		}
 	}
 	isH2 := string(got[:n]) == http2.ClientPreface
@@ -149,7 +145,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	s.mu.Lock()
 	delete(s.pending, nc)
-	closing := s.closing || prefaceErr != nil
+	closing := s.closing || readErr != nil || prefaceErr != nil
 	if isH2 && !closing {
 		s.conns[c] = struct{}{}
 	}

@@ -58,7 +58,7 @@ func newStream(c *conn, id uint32, bodyEnded bool) *stream {
 	ctx, cancel := context.WithCancel(c.ctx)
 	s := &stream{
 		c: c, id: id, ctx: ctx, cancel: cancel,
-		bodyEnded: bodyEnded, recvWindow: streamWindow,
+		bodyEnded: bodyEnded, recvWindow: defaultWindow,
 		header: make(http.Header),
 	}
 	s.wake.L = &c.mu
@@ -146,7 +146,7 @@ func (b requestBody) Read(p []byte) (int, error) {
 	}
 	s.readUnacked += int64(n)
 	var increment int64
-	if s.readUnacked >= streamWindow/2 && !s.bodyEnded && !s.reset {
+	if s.readUnacked >= defaultWindow/2 && !s.bodyEnded && !s.reset {
 		increment, s.readUnacked = s.readUnacked, 0
 		s.recvWindow += increment
 	}
@@ -228,12 +228,7 @@ func (s *stream) writeDeadlinePassed() {
 }
 
 // FlushError writes what the handler wrote so far (http.ResponseController).
-func (w responseWriter) FlushError() error {
-	if w.s.status == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.s.flush(false)
-}
+func (w responseWriter) FlushError() error { return w.s.flush(false) }
 
 // flush writes the headers if not yet written and the buffered body, as
 // the flow-control windows allow; with end, also the trailers or the end
