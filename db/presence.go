@@ -72,28 +72,48 @@ func StreamClosed(ctx context.Context, q Querier, nodeID, streamID, userID strin
 // takes offline, announcing it, every user with no stream on a live node
 // and no stream opened or closed within grace. Only one node sweeps at a
 // time; the others return at once. It returns how many went offline.
-func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration) (int, error) {
+//
+// A user can go offline only after a stream of theirs ended: a close (or
+// their node's removal) records it in last_closed, and the sweep records it
+// for the streams of dead nodes. So the sweep looks only at users who
+// closed a stream after their last open, not at every online user; full
+// makes it look at all of them, as a safety net.
+func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration, full bool) (int, error) {
 	offline := 0
 	err := InTx(ctx, pool, func(tx Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.presence_sweep'))`).Scan(&locked); err != nil || !locked {
 			return err
 		}
-		// One statement, so that the nodes it deletes are the ones its
-		// update saw dead. It locks users first, then nodes (gone runs
-		// after the main query), as StreamOpened and NodeRemove do. A
-		// stream opening concurrently updates last_opened, which the update
-		// rechecks on the row it waited for.
+		// Dead nodes' streams end now, as NodeRemove ends a node's streams
+		// (and in its lock order: users, then nodes).
+		_, err := tx.Exec(ctx, `
+			WITH gone AS (DELETE FROM nodes WHERE lease_until <= now())
+			UPDATE presence SET last_closed = now()
+			WHERE user_id IN (SELECT s.user_id FROM presence_streams s JOIN nodes n ON n.id = s.node_id
+			                  WHERE n.lease_until <= now())`)
+		if err != nil {
+			return err
+		}
+		// Who has no stream on a live node: for the few who closed one, a
+		// probe each (OFFSET 0 keeps the planner, which cannot estimate how
+		// few they are, from reading every stream for an anti-join); for
+		// everyone, that anti-join.
+		liveStream := `SELECT 1 FROM presence_streams s JOIN nodes n ON n.id = s.node_id
+		               WHERE s.user_id = p.user_id AND n.lease_until > now()`
+		noLiveStream := `last_closed >= last_opened AND NOT EXISTS (` + liveStream + ` OFFSET 0)`
+		if full {
+			noLiveStream = `NOT EXISTS (` + liveStream + `)`
+		}
+		// A stream opening concurrently updates last_opened, which the
+		// update rechecks on the row it waited for.
 		rows, err := tx.Query(ctx, `
-			WITH dead AS (SELECT id FROM nodes WHERE lease_until <= now()),
-			gone AS (DELETE FROM nodes WHERE id IN (SELECT id FROM dead)),
-			off AS (
+			WITH off AS (
 				UPDATE presence p SET online = false, changed_at = now()
 				WHERE online
 				  AND last_opened < now() - $1::interval
 				  AND (last_closed IS NULL OR last_closed < now() - $1::interval)
-				  AND NOT EXISTS (SELECT 1 FROM presence_streams s JOIN nodes n ON n.id = s.node_id
-				                  WHERE s.user_id = p.user_id AND n.lease_until > now())
+				  AND `+noLiveStream+`
 				RETURNING user_id)
 			SELECT presence_announce(user_id, false) FROM off`, grace)
 		if err != nil {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,10 @@ const (
 	channelRead     = "pods_read"     // "<user>:<pod>:<read seq>:<unread count>"
 )
 
+// fullSweepEvery is how many presence sweeps make one that looks at every
+// online user (see db.PresenceSweep).
+const fullSweepEvery = 30
+
 // keepPresence holds this node's lease and, every SweepInterval, sweeps
 // (when no other node is sweeping): dead nodes' streams go, and users with
 // no live stream past the grace period go offline. On the way out it
@@ -29,10 +34,12 @@ const (
 func (h *Hub) keepPresence(ctx context.Context) {
 	renew := time.NewTicker(h.cfg.RenewInterval)
 	defer renew.Stop()
-	sweep := time.NewTicker(h.cfg.SweepInterval)
+	// The first sweep comes at a random point of the interval, so that the
+	// sweeps of nodes, and other once-a-second work, do not start together.
+	sweep := time.NewTimer(rand.N(h.cfg.SweepInterval))
 	defer sweep.Stop()
 	h.renewLease(ctx)
-	for {
+	for sweeps := 0; ; {
 		select {
 		case <-ctx.Done():
 			removeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -44,9 +51,12 @@ func (h *Hub) keepPresence(ctx context.Context) {
 		case <-renew.C:
 			h.renewLease(ctx)
 		case <-sweep.C:
-			if _, err := db.PresenceSweep(ctx, h.cfg.Pool, h.cfg.PresenceGrace); err != nil && ctx.Err() == nil {
+			full := sweeps%fullSweepEvery == 0
+			if _, err := db.PresenceSweep(ctx, h.cfg.Pool, h.cfg.PresenceGrace, full); err != nil && ctx.Err() == nil {
 				h.log.Warn("stream: presence sweep failed", "err", err)
 			}
+			sweeps++
+			sweep.Reset(h.cfg.SweepInterval)
 		}
 	}
 }
