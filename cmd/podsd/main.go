@@ -204,6 +204,10 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	srv := h2c.NewServer(&http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
+		// A connection with no request for this long is closed (with
+		// GOAWAY on HTTP/2), so that connections of clients that vanished
+		// without a word do not pile up.
+		IdleTimeout: 2 * time.Minute,
 		// No read or write timeout: they would cut long-lived streams.
 	}, logger)
 	ln, err := net.Listen("tcp", cfg.addr)

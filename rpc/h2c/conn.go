@@ -70,7 +70,8 @@ type conn struct {
 	peerWindow    int64              // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	appliedWindow int64              // peerWindow as the open streams' windows have it
 	peerMaxFrame  int
-	recvUnacked   int64 // received since the last connection WINDOW_UPDATE
+	recvUnacked   int64       // received since the last connection WINDOW_UPDATE
+	idle          *time.Timer // with no stream, goes away at the server's IdleTimeout
 	goingAway     bool
 	closed        bool
 }
@@ -111,6 +112,11 @@ func (c *conn) writePreface() error {
 // serve reads frames until the connection ends, then waits for its
 // handlers. The preface was written.
 func (c *conn) serve() {
+	if timeout := c.srv.http.IdleTimeout; timeout > 0 {
+		c.mu.Lock()
+		c.idle = time.AfterFunc(timeout, c.idleTimedOut)
+		c.mu.Unlock()
+	}
 	defer func() {
 		c.close()
 		c.handlers.Wait()
@@ -300,6 +306,9 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 	if !f.StreamEnded() {
 		req.Body = requestBody{s}
 	}
+	if len(c.streams) == 0 && c.idle != nil {
+		c.idle.Stop()
+	}
 	c.streams[id] = s
 	s.counted = true
 	c.open++
@@ -447,6 +456,17 @@ func (c *conn) goAway() {
 	}
 }
 
+// idleTimedOut makes a connection that has had no stream for the server's
+// IdleTimeout go away.
+func (c *conn) idleTimedOut() {
+	c.mu.Lock()
+	busy := len(c.streams) > 0 // a stream came as the timer fired
+	c.mu.Unlock()
+	if !busy {
+		c.goAway()
+	}
+}
+
 // writeGoAway ends the connection on an error of the client's.
 func (c *conn) writeGoAway(code http2.ErrCode) {
 	c.mu.Lock()
@@ -474,6 +494,9 @@ func (c *conn) close() {
 	for _, s := range c.streams {
 		c.resetLocked(s)
 	}
+	if c.idle != nil {
+		c.idle.Stop()
+	}
 	c.mu.Unlock()
 	c.cancel()
 	c.nc.Close()
@@ -498,6 +521,9 @@ func (c *conn) endStream(s *stream) {
 		s.deadline.Stop()
 	}
 	last := c.goingAway && len(c.streams) == 0
+	if len(c.streams) == 0 && c.idle != nil && !c.closed {
+		c.idle.Reset(c.srv.http.IdleTimeout)
+	}
 	c.mu.Unlock()
 	s.cancel()
 	if bodyUnread {

@@ -17,12 +17,13 @@
 // headers, 64 KiB of request body buffered per stream (flow control), a
 // write that makes no progress for 30 s closes the connection, and a
 // connection must send its preface and first SETTINGS within the HTTP
-// server's ReadHeaderTimeout (10 s if unset).
+// server's ReadHeaderTimeout (10 s if unset). A connection with no stream
+// for the server's IdleTimeout (if set) is told to go away and closed.
 //
 // Not done here: TLS (a TLS listener should go to net/http directly),
 // server push, request trailers (read and dropped), the http.Server's
-// IdleTimeout, ReadTimeout and WriteTimeout, and the Date and sniffed
-// Content-Type headers net/http adds to responses.
+// ReadTimeout and WriteTimeout, and the Date and sniffed Content-Type
+// headers net/http adds to responses.
 package h2c
 
 import (

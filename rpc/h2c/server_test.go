@@ -1159,3 +1159,56 @@ func TestBodyReadEndsWithTheHandler(t *testing.T) {
 		t.Error("the read of an unfinished body ended with EOF")
 	}
 }
+
+// TestIdleTimeout proves that a connection with no stream for the server's
+// IdleTimeout is told to go away and closed, and that one with a stream
+// open is not, however long the stream lasts.
+func TestIdleTimeout(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	release := make(chan struct{})
+	ts := startServer(t, &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/long" {
+				<-release
+			}
+		}),
+		IdleTimeout: timeout,
+	}, nil)
+
+	t.Run("never used", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.check(rc.fr.WriteSettings())
+		if ga := rc.goAway(); ga.ErrCode != http2.ErrCodeNo || ga.LastStreamID != 0 {
+			t.Errorf("GOAWAY %v, last stream %d; want NO_ERROR, 0", ga.ErrCode, ga.LastStreamID)
+		}
+		rc.expectClosed()
+	})
+	t.Run("idle after a request", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.check(rc.fr.WriteSettings())
+		rc.get(1, "/")
+		rc.next("the response", onStream(1))
+		if ga := rc.goAway(); ga.LastStreamID != 1 {
+			t.Errorf("GOAWAY names stream %d as the last, want 1", ga.LastStreamID)
+		}
+		rc.expectClosed()
+	})
+	t.Run("a long stream", func(t *testing.T) {
+		rc := dialRaw(t, ts.addr)
+		rc.check(rc.fr.WriteSettings())
+		rc.get(1, "/long")
+		time.Sleep(3 * timeout)
+		rc.check(rc.fr.WritePing(false, [8]byte{1}))
+		rc.next("PING ack", func(f http2.Frame) bool {
+			if _, ok := f.(*http2.GoAwayFrame); ok {
+				t.Fatal("GOAWAY with a stream open")
+			}
+			p, ok := f.(*http2.PingFrame)
+			return ok && p.IsAck()
+		})
+		close(release)
+		rc.next("the response", onStream(1))
+		rc.goAway()
+		rc.expectClosed()
+	})
+}
