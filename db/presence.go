@@ -68,31 +68,24 @@ func StreamClosed(ctx context.Context, q Querier, nodeID, streamID, userID strin
 	return translate(err, "removing stream")
 }
 
-// PresenceSweep removes nodes whose lease expired, with their streams, and
-// takes offline, announcing it, every user with no stream on a live node
-// and no stream opened or closed within grace. Only one node sweeps at a
+// PresenceSweep takes offline, announcing it, every user with no stream on
+// a live node and no stream opened or closed within grace, then removes
+// nodes whose lease expired, with their streams. Only one node sweeps at a
 // time; the others return at once. It returns how many went offline.
 //
 // A user can go offline only after a stream of theirs ended: a close (or
 // their node's removal) records it in last_closed, and the sweep records it
-// for the streams of dead nodes. So the sweep looks only at users who
-// closed a stream after their last open, not at every online user; full
-// makes it look at all of them, as a safety net.
+// for the streams of the dead nodes it removes. So the sweep looks only at
+// users who closed a stream after their last open, not at every online
+// user; full makes it look at all of them, as a safety net.
+//
+// It locks users' presence rows, then nodes' rows: the order of
+// StreamOpened and NodeRemove.
 func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration, full bool) (int, error) {
 	offline := 0
 	err := InTx(ctx, pool, func(tx Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('pods.presence_sweep'))`).Scan(&locked); err != nil || !locked {
-			return err
-		}
-		// Dead nodes' streams end now, as NodeRemove ends a node's streams
-		// (and in its lock order: users, then nodes).
-		_, err := tx.Exec(ctx, `
-			WITH gone AS (DELETE FROM nodes WHERE lease_until <= now())
-			UPDATE presence SET last_closed = now()
-			WHERE user_id IN (SELECT s.user_id FROM presence_streams s JOIN nodes n ON n.id = s.node_id
-			                  WHERE n.lease_until <= now())`)
-		if err != nil {
 			return err
 		}
 		// Who has no stream on a live node: for the few who closed one, a
@@ -123,7 +116,18 @@ func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration, full bo
 			offline++
 		}
 		rows.Close()
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// Dead nodes' streams end now, as NodeRemove ends a node's: their
+		// users go offline at a sweep a grace period later unless they
+		// have opened a stream elsewhere.
+		_, err = tx.Exec(ctx, `
+			WITH gone AS (DELETE FROM nodes WHERE lease_until <= now())
+			UPDATE presence SET last_closed = now()
+			WHERE user_id IN (SELECT s.user_id FROM presence_streams s JOIN nodes n ON n.id = s.node_id
+			                  WHERE n.lease_until <= now())`)
+		return err
 	})
 	return offline, translate(err, "sweeping presence")
 }
