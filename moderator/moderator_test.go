@@ -28,6 +28,7 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 type world struct {
 	t       *testing.T
 	d       *dbtest.Database
+	loc     *time.Location // the members' time zone
 	pod     db.Pod
 	members []db.User
 	sent    int
@@ -35,7 +36,11 @@ type world struct {
 
 func newWorld(t *testing.T, timezone string) *world {
 	t.Helper()
-	w := &world{t: t, d: dbtest.New(t)}
+	loc, err := time.LoadLocation(timezone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, d: dbtest.New(t), loc: loc}
 	ctx := context.Background()
 	for i, name := range []string{"Ana", "Ben", "Cleo"} {
 		u, err := db.UserInsert(ctx, w.d.Pool, db.UserInsertParams{
@@ -117,8 +122,17 @@ func (w *world) coachMessages() int {
 	return n
 }
 
-func later(d time.Duration) func() time.Time {
-	return func() time.Time { return time.Now().Add(d) }
+// later returns a clock d ahead of now, and half a day further if that
+// falls in the members' evening, so that their 20:00 check-in reminder does
+// not fire too, whatever the time of day the test runs.
+func (w *world) later(d time.Duration) func() time.Time {
+	return func() time.Time {
+		at := time.Now().Add(d)
+		if at.In(w.loc).Hour() >= 19 {
+			at = at.Add(12 * time.Hour)
+		}
+		return at
+	}
 }
 
 func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
@@ -133,7 +147,7 @@ func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
 	if got := w.interventions(db.JobQuiet); len(got) != 0 {
 		t.Fatalf("nudged a pod that is not quiet: %v", got)
 	}
-	clock = later(3 * time.Hour)
+	clock = w.later(3 * time.Hour)
 	w.step(c)
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
@@ -149,7 +163,7 @@ func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
 		t.Fatalf("%d nudges before anyone spoke", n)
 	}
 	w.say(2, "up at 6 today!", false)
-	clock = later(3*time.Hour + time.Minute) // past the next scan for quiet pods
+	clock = w.later(3*time.Hour + time.Minute) // past the next scan for quiet pods
 	w.step(c)
 	if n := len(w.interventions(db.JobQuiet)); n != 2 {
 		t.Fatalf("%d nudges after a new quiet spell, want 2", n)
@@ -250,7 +264,7 @@ func TestModelGetsTheRightRequest(t *testing.T) {
 	model := newFakeModel(t, "How did waking up at 6 go today, everyone?")
 	w.say(1, "slept through the alarm again", false)
 	reg := prometheus.NewRegistry()
-	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour), Metrics: reg})
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: w.later(3 * time.Hour), Metrics: reg})
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
 	if len(got) != 1 || got[0] != "model: How did waking up at 6 go today, everyone?" {
@@ -277,7 +291,7 @@ func TestModelDownMeansOfflineAnswer(t *testing.T) {
 	model := newFakeModel(t, "unused")
 	model.failures.Store(1000)
 	reg := prometheus.NewRegistry()
-	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour), Metrics: reg})
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: w.later(3 * time.Hour), Metrics: reg})
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "offline: ") {
