@@ -28,7 +28,6 @@ func TestMain(m *testing.M) { dbtest.Main(m) }
 type world struct {
 	t       *testing.T
 	d       *dbtest.Database
-	loc     *time.Location // the members' time zone
 	pod     db.Pod
 	members []db.User
 	sent    int
@@ -36,11 +35,7 @@ type world struct {
 
 func newWorld(t *testing.T, timezone string) *world {
 	t.Helper()
-	loc, err := time.LoadLocation(timezone)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{t: t, d: dbtest.New(t), loc: loc}
+	w := &world{t: t, d: dbtest.New(t)}
 	ctx := context.Background()
 	for i, name := range []string{"Ana", "Ben", "Cleo"} {
 		u, err := db.UserInsert(ctx, w.d.Pool, db.UserInsertParams{
@@ -61,7 +56,19 @@ func newWorld(t *testing.T, timezone string) *world {
 		}
 	}
 	w.pod = pod
+	// No check-in reminders (no local time reaches 24:00), so that a test
+	// on the real clock gets none whatever the hour; the reminder tests
+	// set a time with remindAt.
+	w.remindAt("24:00")
 	return w
+}
+
+// remindAt sets every member's check-in reminder to clock, local time.
+func (w *world) remindAt(clock string) {
+	w.t.Helper()
+	if _, err := w.d.Pool.Exec(context.Background(), `UPDATE memberships SET reminder_time = $1::time WHERE pod_id = $2`, clock, w.pod.ID); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 func (w *world) say(member int, body string, humor bool) {
@@ -122,17 +129,8 @@ func (w *world) coachMessages() int {
 	return n
 }
 
-// later returns a clock d ahead of now, and half a day further if that
-// falls in the members' evening, so that their 20:00 check-in reminder does
-// not fire too, whatever the time of day the test runs.
-func (w *world) later(d time.Duration) func() time.Time {
-	return func() time.Time {
-		at := time.Now().Add(d)
-		if at.In(w.loc).Hour() >= 19 {
-			at = at.Add(12 * time.Hour)
-		}
-		return at
-	}
+func later(d time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Add(d) }
 }
 
 func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
@@ -147,7 +145,7 @@ func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
 	if got := w.interventions(db.JobQuiet); len(got) != 0 {
 		t.Fatalf("nudged a pod that is not quiet: %v", got)
 	}
-	clock = w.later(3 * time.Hour)
+	clock = later(3 * time.Hour)
 	w.step(c)
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
@@ -163,7 +161,7 @@ func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
 		t.Fatalf("%d nudges before anyone spoke", n)
 	}
 	w.say(2, "up at 6 today!", false)
-	clock = w.later(3*time.Hour + time.Minute) // past the next scan for quiet pods
+	clock = later(3*time.Hour + time.Minute) // past the next scan for quiet pods
 	w.step(c)
 	if n := len(w.interventions(db.JobQuiet)); n != 2 {
 		t.Fatalf("%d nudges after a new quiet spell, want 2", n)
@@ -264,7 +262,7 @@ func TestModelGetsTheRightRequest(t *testing.T) {
 	model := newFakeModel(t, "How did waking up at 6 go today, everyone?")
 	w.say(1, "slept through the alarm again", false)
 	reg := prometheus.NewRegistry()
-	c := w.coach(moderator.Config{Model: model.llm(t), Now: w.later(3 * time.Hour), Metrics: reg})
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour), Metrics: reg})
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
 	if len(got) != 1 || got[0] != "model: How did waking up at 6 go today, everyone?" {
@@ -291,7 +289,7 @@ func TestModelDownMeansOfflineAnswer(t *testing.T) {
 	model := newFakeModel(t, "unused")
 	model.failures.Store(1000)
 	reg := prometheus.NewRegistry()
-	c := w.coach(moderator.Config{Model: model.llm(t), Now: w.later(3 * time.Hour), Metrics: reg})
+	c := w.coach(moderator.Config{Model: model.llm(t), Now: later(3 * time.Hour), Metrics: reg})
 	w.step(c)
 	got := w.interventions(db.JobQuiet)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "offline: ") {
@@ -335,7 +333,8 @@ func TestTwoWorkersInterveneOnce(t *testing.T) {
 
 func TestRemindersAtLocalTimeAcrossDST(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, "America/New_York") // reminders at 20:00 local by default
+	w := newWorld(t, "America/New_York")
+	w.remindAt("20:00") // the product's default
 	ctx := context.Background()
 	// Ana checked in on both days (the second time saying she had not done
 	// it: a check-in all the same); Ben and Cleo did not.
@@ -470,6 +469,7 @@ func TestJobsNoLongerDueAreDropped(t *testing.T) {
 		},
 		"everyone checked in": {
 			queue: func(w *world) {
+				w.remindAt("20:00")
 				if n, err := db.EnqueueReminderJobs(ctx, w.d.Pool, reminderAt); err != nil || n != 3 {
 					t.Fatalf("queued %d reminders (%v), want 3", n, err)
 				}
