@@ -60,6 +60,22 @@ func Open(ctx context.Context, connString string, maxConns int32) (*Pool, error)
 	return pool, nil
 }
 
+// OpenWriters opens a pool of at most n connections to pool's database
+// whose sessions leave the event log's notifications to their writer
+// (pods.notify = after_commit, see migration 00017): whoever commits events
+// through it must notify their pods afterwards (NotifyPods), or other
+// nodes do not hear of them.
+func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Pool, error) {
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["pods.notify"] = "after_commit"
+	cfg.MaxConns = max(n, 1)
+	writers, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening writers' pool: %w", err)
+	}
+	return writers, nil
+}
+
 // InTx runs fn in a transaction on pool, committing if fn returns nil.
 func InTx(ctx context.Context, pool *Pool, fn func(tx Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, fn)

@@ -93,9 +93,12 @@ type MessageBatcher struct {
 	pool     *Pool
 	writers  int
 	maxBatch int
-	// committed, if set, gets the messages each batch created, in commit
-	// order, before their callers are answered.
-	committed func([]Message)
+	// written, if set, learns what each batch did before its callers are
+	// answered: the messages of its successful calls, sorted by pod and
+	// seq (those it created, and those a retry found: their first call may
+	// have failed after its commit), and the pods of its failed calls
+	// (a call may fail after its commit, or for bad input).
+	written func(stored []Message, failedPods []string)
 
 	mu      sync.Mutex
 	queue   []*sendCall
@@ -114,9 +117,9 @@ const batchTimeout = 30 * time.Second
 
 // NewMessageBatcher returns a batcher that runs at most writers (at least
 // one) transactions at a time of at most maxBatch (at least one) messages
-// each. committed may be nil.
-func NewMessageBatcher(pool *Pool, writers, maxBatch int, committed func([]Message)) *MessageBatcher {
-	return &MessageBatcher{pool: pool, writers: max(writers, 1), maxBatch: max(maxBatch, 1), committed: committed}
+// each. written may be nil.
+func NewMessageBatcher(pool *Pool, writers, maxBatch int, written func(stored []Message, failedPods []string)) *MessageBatcher {
+	return &MessageBatcher{pool: pool, writers: max(writers, 1), maxBatch: max(maxBatch, 1), written: written}
 }
 
 // Send stores a message as MessageSend does, sharing the transaction with
@@ -162,19 +165,20 @@ func (b *MessageBatcher) write() {
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 		results := MessagesSend(ctx, b.pool, params)
 		cancel()
-		if b.committed != nil {
-			var created []Message
-			for _, r := range results {
-				if r.Created {
-					created = append(created, r.Message)
+		if b.written != nil {
+			var stored []Message
+			var failedPods []string
+			for i, r := range results {
+				if r.Err == nil {
+					stored = append(stored, r.Message)
+				} else {
+					failedPods = append(failedPods, params[i].PodID)
 				}
 			}
-			if len(created) > 0 {
-				slices.SortFunc(created, func(x, y Message) int {
-					return cmp.Or(cmp.Compare(x.PodID, y.PodID), cmp.Compare(x.Seq, y.Seq))
-				})
-				b.committed(created)
-			}
+			slices.SortFunc(stored, func(x, y Message) int {
+				return cmp.Or(cmp.Compare(x.PodID, y.PodID), cmp.Compare(x.Seq, y.Seq))
+			})
+			b.written(stored, failedPods)
 		}
 		for i, c := range batch {
 			c.done <- results[i]

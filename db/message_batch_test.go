@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/db/dbtest"
 )
@@ -177,7 +179,7 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	var mu sync.Mutex
 	var committed []db.Message
 	largest := 0 // the most messages one commit stored
-	b := db.NewMessageBatcher(f.pool, 1, 16, func(ms []db.Message) {
+	b := db.NewMessageBatcher(f.pool, 1, 16, func(ms []db.Message, _ []string) {
 		mu.Lock()
 		committed = append(committed, ms...)
 		largest = max(largest, len(ms))
@@ -212,8 +214,8 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	if stored != callers*perCaller {
 		t.Errorf("%d messages stored, want %d", stored, callers*perCaller)
 	}
-	if len(committed) != callers*perCaller {
-		t.Errorf("committed reported %d messages, want %d", len(committed), callers*perCaller)
+	if len(committed) != 2*callers*perCaller { // every first call and retry
+		t.Errorf("committed reported %d messages, want %d", len(committed), 2*callers*perCaller)
 	}
 	if largest < 2 {
 		t.Error("no two calls shared a commit")
@@ -271,5 +273,54 @@ func waitForLockWait(t *testing.T, pool *db.Pool, pattern string) {
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1)`, pattern).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Commits on the writers' pool leave their notification to the writer
+// (NotifyPods); other sessions' commits notify from the events trigger.
+func TestWritersNotifyAfterCommit(t *testing.T) {
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	listener, err := pgx.ConnectConfig(ctx, f.pool.Config().ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if _, err := listener.Exec(ctx, `LISTEN pods_events`); err != nil {
+		t.Fatal(err)
+	}
+	writers, err := db.OpenWriters(ctx, f.pool, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writers.Close()
+	next := func() string {
+		t.Helper()
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := listener.WaitForNotification(waitCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Payload
+	}
+
+	// Notifications arrive in commit order: podA's would come first.
+	for _, w := range []struct {
+		pool *db.Pool
+		pod  string
+	}{{writers, f.podA}, {f.pool, f.podB}} {
+		if _, err := db.MessageSend(ctx, w.pool, db.MessageSendParams{PodID: w.pod, AuthorID: f.ann, IdempotencyKey: w.pod, Body: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := next(); got != f.podB {
+		t.Fatalf("first notification for pod %s, want %s (the writers' pod %s must not notify)", got, f.podB, f.podA)
+	}
+	if err := db.NotifyPods(ctx, writers, []string{f.podA}); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); got != f.podA {
+		t.Fatalf("NotifyPods: notification for pod %s, want %s", got, f.podA)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/db/dbtest"
 	"github.com/pods-dev/pods/rpc"
 	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
@@ -34,6 +35,9 @@ type env struct {
 	api *rpc.Server
 	hub *stream.Hub
 	srv *h2c.Server
+	// writers is the pool SendMessage writes through: its commits do not
+	// notify (db.OpenWriters).
+	writers *db.Pool
 }
 
 func newEnv(t *testing.T, cfg rpc.Config) *env {
@@ -44,6 +48,12 @@ func newEnv(t *testing.T, cfg rpc.Config) *env {
 func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Config) *env {
 	t.Helper()
 	cfg.Pool = d.Pool
+	writers, err := db.OpenWriters(context.Background(), d.Pool, rpc.MessageWriters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(writers.Close)
+	cfg.Writers = writers
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -72,7 +82,7 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	done := make(chan struct{})
 	go func() { cfg.Hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })
-	return &env{t: t, db: d, url: "http://" + ln.Addr().String(), api: api, hub: cfg.Hub, srv: srv}
+	return &env{t: t, db: d, url: "http://" + ln.Addr().String(), api: api, hub: cfg.Hub, srv: srv, writers: writers}
 }
 
 // h2cOnly makes a client transport use cleartext HTTP/2 (with HTTP/1.1

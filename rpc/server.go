@@ -22,9 +22,14 @@ import (
 
 // Config is what the API server runs on.
 type Config struct {
-	Pool   *db.Pool
-	Hub    *stream.Hub
-	Logger *slog.Logger
+	Pool *db.Pool
+	// Writers is the pool SendMessage writes through, opened with
+	// db.OpenWriters(ctx, Pool, MessageWriters): its commits leave their
+	// notification to the hub, which sends one for many of them. Nil means
+	// Pool, where each commit notifies.
+	Writers *db.Pool
+	Hub     *stream.Hub
+	Logger  *slog.Logger
 	// WriteRate and WriteBurst limit each user's writes (messages per
 	// second, sustained and in a burst). Zero means the defaults, 10/s and 30.
 	WriteRate  float64
@@ -50,11 +55,11 @@ const (
 	passwordCheckBurst = 10
 )
 
-// SendMessage writes go through at most messageWriters transactions at a
+// SendMessage writes go through at most MessageWriters transactions at a
 // time, each of at most maxMessageBatch messages: under load, concurrent
 // sends share a commit.
 const (
-	messageWriters  = 4
+	MessageWriters  = 4
 	maxMessageBatch = 256
 )
 
@@ -93,12 +98,15 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	if cfg.Writers == nil {
+		cfg.Writers = cfg.Pool
+	}
 	sessions := newSessionCache()
 	cfg.Hub.WatchSessions(sessions)
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
 		auth:              newAuthInterceptor(cfg.Pool, sessions, cfg.Metrics, cfg.Logger),
-		sends:             db.NewMessageBatcher(cfg.Pool, messageWriters, maxMessageBatch, cfg.Hub.MessagesCommitted),
+		sends:             db.NewMessageBatcher(cfg.Writers, MessageWriters, maxMessageBatch, cfg.Hub.MessagesWritten),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
 		passwordChecks:    newRateLimiter(passwordCheckRate, passwordCheckBurst),

@@ -95,6 +95,7 @@ type Hub struct {
 	closing   chan struct{} // closed by Close: streams end
 
 	sessions SessionWatcher // told of revoked sessions; may be nil
+	notifier *notifier      // announces MessagesWritten's pods
 
 	metrics     *metrics
 	walPosition atomic.Uint64 // the WAL position handled; 0 while not replicating
@@ -167,6 +168,7 @@ func NewHub(cfg Config) *Hub {
 
 		closing: make(chan struct{}),
 	}
+	h.notifier = newNotifier(cfg.Pool, "pods notify "+cfg.NodeID, cfg.Logger)
 	h.metrics = newMetrics(cfg.Metrics, h)
 	return h
 }
@@ -202,6 +204,8 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Go(func() { h.listen(ctx) })
 	if h.cfg.ChangeSource == SourceWAL {
 		wg.Go(func() { h.replicate(ctx) })
+	} else {
+		wg.Go(func() { h.notifier.run(ctx) })
 	}
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
@@ -259,6 +263,8 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 			}
 		case err != nil:
 			return err
+		case n.Channel == channelEvents && h.notifier.sentByMe(n.PID):
+			// This node's own writes: MessagesWritten handled them.
 		default:
 			h.notified(n.Channel, n.Payload)
 		}
@@ -270,10 +276,7 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 func (h *Hub) resync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := time.Now()
-	for id := range h.pods {
-		h.markDirtyLocked(id, now)
-	}
+	h.catchUpLocked()
 	for _, subs := range h.users {
 		for s := range subs {
 			s.membershipsChanged()
@@ -290,7 +293,9 @@ func (h *Hub) notified(channel, payload string) {
 	defer h.mu.Unlock()
 	switch channel {
 	case channelEvents:
-		if _, ok := h.pods[payload]; ok {
+		if payload == "" { // a node died, perhaps before announcing its writes
+			h.catchUpLocked()
+		} else if _, ok := h.pods[payload]; ok {
 			h.markDirtyLocked(payload, time.Now())
 		}
 	case channelMembers:
@@ -299,6 +304,14 @@ func (h *Hub) notified(channel, payload string) {
 		}
 	default:
 		h.ephemeral(channel, payload)
+	}
+}
+
+// catchUpLocked marks every tracked pod dirty. h.mu must be held.
+func (h *Hub) catchUpLocked() {
+	now := time.Now()
+	for id := range h.pods {
+		h.markDirtyLocked(id, now)
 	}
 }
 
@@ -444,8 +457,9 @@ func (h *Hub) convert(e db.Event) *podsv1.Event {
 // committed hands the hub events that this process has just committed, in
 // seq order per pod, so that its own subscribers get them without waiting
 // for the change source. Only events continuing what a pod has delivered are
-// fanned out here; the rest (another writer's event came first) are left to
-// the change source, which delivers everything in order anyway.
+// fanned out here; the pods of the rest (another writer's event came first,
+// or the pod's position is being read) are marked dirty, and the log
+// delivers them in order.
 func (h *Hub) committed(events []db.Event) {
 	var batches []db.EventBatch
 	h.mu.Lock()
@@ -453,7 +467,11 @@ func (h *Hub) committed(events []db.Event) {
 	next := make(map[string]int64) // pod → the seq that continues it
 	for _, e := range events {
 		ps := h.pods[e.PodID]
-		if ps == nil || !ps.known {
+		if ps == nil {
+			continue
+		}
+		if !ps.known {
+			h.markDirtyLocked(e.PodID, time.Now())
 			continue
 		}
 		want, ok := next[e.PodID]
@@ -461,6 +479,9 @@ func (h *Hub) committed(events []db.Event) {
 			want = ps.lastSeq + 1
 		}
 		if e.Seq != want {
+			if e.Seq > want {
+				h.markDirtyLocked(e.PodID, time.Now())
+			}
 			continue
 		}
 		next[e.PodID] = want + 1
@@ -473,15 +494,33 @@ func (h *Hub) committed(events []db.Event) {
 	h.fanOutLocked(batches, nil)
 }
 
-// MessagesCommitted hands the hub messages this process has just
-// committed, in seq order per pod, so that its own subscribers get them at
-// once (see committed).
-func (h *Hub) MessagesCommitted(msgs []db.Message) {
-	events := make([]db.Event, len(msgs))
-	for i, m := range msgs {
+// MessagesWritten tells the hub what this process's message writers (on
+// db.OpenWriters's pool) have just done: stored are the messages they
+// committed (or found committed: a retry's), in seq order per pod, and
+// failedPods the pods of writes that failed, perhaps after their commit. Its
+// own subscribers get the messages at once (see committed), the failed
+// pods are read from the log, and with the notify source other nodes hear
+// of all of them: the writers left the notification to the hub.
+func (h *Hub) MessagesWritten(stored []db.Message, failedPods []string) {
+	events := make([]db.Event, len(stored))
+	podIDs := slices.Clone(failedPods)
+	for i, m := range stored {
 		events[i] = m.CreatedEvent()
+		podIDs = append(podIDs, m.PodID)
 	}
 	h.committed(events)
+	if len(failedPods) > 0 {
+		h.mu.Lock()
+		for _, id := range failedPods {
+			if _, ok := h.pods[id]; ok {
+				h.markDirtyLocked(id, time.Now())
+			}
+		}
+		h.mu.Unlock()
+	}
+	if h.cfg.ChangeSource != SourceWAL {
+		h.notifier.add(podIDs...)
+	}
 }
 
 // register adds a subscriber to the user index, so that it learns of the

@@ -2,7 +2,10 @@ package stream
 
 import (
 	"context"
+	"slices"
 	"testing"
+
+	"github.com/pods-dev/pods/db"
 )
 
 // A subscriber that ends leaves no trace in the hub, whichever way its
@@ -33,5 +36,50 @@ func TestUnregisterDetachesEveryPod(t *testing.T) {
 	h.unregister(other)
 	if len(h.pods) != 0 || len(h.users) != 0 {
 		t.Errorf("left behind: %d pods, %d users", len(h.pods), len(h.users))
+	}
+}
+
+// Events the node committed itself go out at once when they continue what
+// a pod has delivered; one that would skip a seq is left to the change
+// source, and so is everything after it.
+func TestCommittedDeliversOnlyWhatContinuesAPod(t *testing.T) {
+	h := NewHub(Config{})
+	h.pods["a"] = &podState{lastSeq: 5, known: true, subs: make(map[*subscriber]bool)}
+	s := newSubscriber("u1", 8, func(error) {})
+	h.register(s)
+	if err := h.attach(context.Background(), s, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	h.committed([]db.Event{{PodID: "a", Seq: 6}, {PodID: "a", Seq: 7}})
+	h.committed([]db.Event{{PodID: "a", Seq: 9}, {PodID: "a", Seq: 10}}) // 8 not delivered yet
+	h.committed([]db.Event{{PodID: "a", Seq: 7}})                        // already delivered
+	var seqs []int64
+	for _, d := range s.take(nil) {
+		for _, e := range d.events {
+			seqs = append(seqs, e.Seq)
+		}
+	}
+	if want := []int64{6, 7}; !slices.Equal(seqs, want) {
+		t.Errorf("delivered seqs %v, want %v", seqs, want)
+	}
+	if h.pods["a"].lastSeq != 7 {
+		t.Errorf("pod's last delivered seq %d, want 7", h.pods["a"].lastSeq)
+	}
+	if _, dirty := h.dirty["a"]; !dirty {
+		t.Error("the pod with events left undelivered is not dirty: nothing would read them")
+	}
+}
+
+// A failed write may have been committed all the same: its pod is read
+// from the log, and announced to the other nodes.
+func TestMessagesWrittenReadsAFailedWritesPod(t *testing.T) {
+	h := NewHub(Config{})
+	h.pods["a"] = &podState{lastSeq: 5, known: true, subs: make(map[*subscriber]bool)}
+	h.MessagesWritten(nil, []string{"a"})
+	if _, dirty := h.dirty["a"]; !dirty {
+		t.Error("the failed write's pod is not dirty")
+	}
+	if !h.notifier.pending["a"] {
+		t.Error("the failed write's pod is not announced")
 	}
 }

@@ -165,6 +165,11 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 		return err
 	}
 	defer pool.Close()
+	writers, err := db.OpenWriters(ctx, pool, rpc.MessageWriters)
+	if err != nil {
+		return err
+	}
+	defer writers.Close()
 
 	metrics := newMetrics()
 	hub := stream.NewHub(stream.Config{
@@ -186,7 +191,7 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 	workers.Go(func() { coach.Run(workCtx) })
 
 	api := rpc.New(rpc.Config{
-		Pool: pool, Hub: hub, Logger: logger,
+		Pool: pool, Writers: writers, Hub: hub, Logger: logger,
 		WriteRate: cfg.writeRate, WriteBurst: cfg.writeBurst, PasswordMemoryKiB: uint32(cfg.passwordMemory),
 		Metrics: metrics,
 	})
