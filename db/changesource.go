@@ -100,10 +100,3 @@ func Notify(ctx context.Context, pool *Pool, channel, payload string) error {
 	_, err := pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
 	return translate(err, "notifying "+channel)
 }
-
-// NotifyPods sends one notification per pod on the event log's channel
-// (pods_events, as the trigger does), all in one transaction.
-func NotifyPods(ctx context.Context, q Querier, podIDs []string) error {
-	_, err := q.Exec(ctx, `SELECT pg_notify('pods_events', p) FROM unnest($1::text[]) AS p`, podIDs)
-	return translate(err, "notifying pods")
-}

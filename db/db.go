@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -60,20 +61,49 @@ func Open(ctx context.Context, connString string, maxConns int32) (*Pool, error)
 	return pool, nil
 }
 
-// OpenWriters opens a pool of at most n connections to pool's database
-// whose sessions leave the event log's notifications to their writer
-// (pods.notify = after_commit, see migration 00017): whoever commits events
-// through it must notify their pods afterwards (NotifyPods), or other
-// nodes do not hear of them.
-func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Pool, error) {
+// Writers is the pool of the message writers (MessageBatcher), which
+// knows its connections' backend PIDs: a node's listener skips the
+// notifications they send, as the node has those writes in hand.
+type Writers struct {
+	*Pool
+
+	mu   sync.Mutex
+	pids map[uint32]bool
+}
+
+// OpenWriters opens a pool of at most n connections to pool's database for
+// the message writers.
+func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
+	w := &Writers{pids: make(map[uint32]bool)}
 	cfg := pool.Config()
-	cfg.ConnConfig.RuntimeParams["pods.notify"] = "after_commit"
 	cfg.MaxConns = max(n, 1)
-	writers, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("opening writers' pool: %w", err)
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		w.mu.Lock()
+		w.pids[c.PgConn().PID()] = true
+		w.mu.Unlock()
+		return nil
 	}
-	return writers, nil
+	// A connection that broke, or whose write's outcome pgx could not
+	// learn, is closed: its PID is no longer the writers'.
+	cfg.BeforeClose = func(c *pgx.Conn) {
+		w.mu.Lock()
+		delete(w.pids, c.PgConn().PID())
+		w.mu.Unlock()
+	}
+	p, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening the writers' pool: %w", err)
+	}
+	w.Pool = p
+	return w, nil
+}
+
+// Owns tells whether pid is the backend of one of the writers' open
+// connections.
+func (w *Writers) Owns(pid uint32) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pids[pid]
 }
 
 // InTx runs fn in a transaction on pool, committing if fn returns nil.

@@ -70,8 +70,7 @@ func StreamClosed(ctx context.Context, q Querier, nodeID, streamID, userID strin
 
 // PresenceSweep takes offline, announcing it, every user with no stream on
 // a live node and no stream opened or closed within grace, then removes
-// nodes whose lease expired, with their streams, and has every node catch
-// up on the events a dead node may not have announced. Only one node sweeps at a
+// nodes whose lease expired, with their streams. Only one node sweeps at a
 // time; the others return at once. It returns how many went offline.
 //
 // A user can go offline only after a stream of theirs ended: a close (or
@@ -122,16 +121,12 @@ func PresenceSweep(ctx context.Context, pool *Pool, grace time.Duration, full bo
 		}
 		// Dead nodes' streams end now, as NodeRemove ends a node's: their
 		// users go offline at a sweep a grace period later unless they
-		// have opened a stream elsewhere. A dead node may have committed
-		// messages it had yet to announce (OpenWriters): an empty
-		// notification on pods_events has every node catch up its pods.
+		// have opened a stream elsewhere.
 		_, err = tx.Exec(ctx, `
-			WITH gone AS (DELETE FROM nodes WHERE lease_until <= now() RETURNING id),
-			ended AS (
-				UPDATE presence SET last_closed = now()
-				WHERE user_id IN (SELECT s.user_id FROM presence_streams s JOIN nodes n ON n.id = s.node_id
-				                  WHERE n.lease_until <= now()))
-			SELECT pg_notify('pods_events', '') FROM gone LIMIT 1`)
+			WITH gone AS (DELETE FROM nodes WHERE lease_until <= now())
+			UPDATE presence SET last_closed = now()
+			WHERE user_id IN (SELECT s.user_id FROM presence_streams s JOIN nodes n ON n.id = s.node_id
+			                  WHERE n.lease_until <= now())`)
 		return err
 	})
 	return offline, translate(err, "sweeping presence")

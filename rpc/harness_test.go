@@ -35,9 +35,9 @@ type env struct {
 	api *rpc.Server
 	hub *stream.Hub
 	srv *h2c.Server
-	// writers is the pool SendMessage writes through: its commits do not
-	// notify (db.OpenWriters).
-	writers *db.Pool
+	// writers is the pool SendMessage writes through; the hub skips their
+	// notifications.
+	writers *db.Writers
 }
 
 func newEnv(t *testing.T, cfg rpc.Config) *env {
@@ -62,7 +62,7 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	}
 	metrics := prometheus.NewRegistry()
 	cfg.Metrics, hubCfg.Metrics = metrics, metrics
-	hubCfg.Pool, hubCfg.Logger = d.Pool, cfg.Logger
+	hubCfg.Pool, hubCfg.Writers, hubCfg.Logger = d.Pool, writers, cfg.Logger
 	cfg.Hub = stream.NewHub(hubCfg)
 	api := rpc.New(cfg)
 	mux := http.NewServeMux()

@@ -3,6 +3,7 @@ package rpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -246,10 +247,10 @@ func testStreamFollowsJoinLeaveAndDelete(t *testing.T, source string) {
 	}
 }
 
-// The sending node delivers its messages in seq order, also when another
-// node's message came first, and announces them after commit: here the
-// events trigger notifies nothing at all.
-func TestTheSendingNodeDeliversInOrderAndAnnouncesAfterCommit(t *testing.T) {
+// The sending node delivers its messages at once and in seq order, also
+// when another node's message came first: here the events trigger
+// notifies nothing at all, so the node's own reads of the log fill the gap.
+func TestTheSendingNodeDeliversAtOnceAndInOrder(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, rpc.Config{})
 	ctx := context.Background()
@@ -276,8 +277,7 @@ func TestTheSendingNodeDeliversInOrderAndAnnouncesAfterCommit(t *testing.T) {
 		t.Fatalf("got %v\nwant %v", got, want)
 	}
 
-	// Another node writes, unannounced, then this one: its event must not
-	// overtake, and its announcement brings both.
+	// Another node writes, then this one: its event must not overtake.
 	if _, err := db.MessageSend(ctx, e.db.Pool, db.MessageSendParams{PodID: pod.Id, AuthorID: bob.user.Id, IdempotencyKey: "elsewhere", Body: "from another node"}); err != nil {
 		t.Fatal(err)
 	}
@@ -290,34 +290,43 @@ func TestTheSendingNodeDeliversInOrderAndAnnouncesAfterCommit(t *testing.T) {
 	}
 }
 
-// Messages sent on one node reach streams on another: the writers' commits
-// do not notify, the sending node announces them. A message whose node
-// died before announcing it reaches them once a sweep removes the dead
-// node.
-func TestOtherNodesHearOfSentMessages(t *testing.T) {
+// A node reads the log for the messages other nodes write, not for its
+// own: it skips its writers' notifications, which other nodes hear.
+func TestANodeReadsTheLogOnlyForOthersMessages(t *testing.T) {
 	t.Parallel()
 	d := dbtest.New(t)
-	ctx := context.Background()
 	node1 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
-	node2 := newEnvOn(t, d, rpc.Config{}, stream.Config{SweepInterval: 50 * time.Millisecond})
+	node2 := newEnvOn(t, d, rpc.Config{}, stream.Config{})
 	alice := node1.signUp()
 	pod := node1.createPod(alice, 6)
-	s := node2.subscribe(node2.as(alice), nil)
-	s.ready()
+	on1, on2 := node1.subscribe(alice, nil), node2.subscribe(node2.as(alice), nil)
+	on1.ready()
+	on2.ready()
+	on1.quiet(200 * time.Millisecond)
+	reads := func() float64 { return node1.metrics()["pods_stream_log_reads_total"] }
+	before := reads()
 
-	sent := node1.send(alice, pod.Id, "k1", "from node 1")
-	if ev := s.nextLogged(); ev.Seq != sent.Seq || ev.GetMessageCreated().GetMessage().GetBody() != "from node 1" {
-		t.Fatalf("got %v, want the message at seq %d", ev, sent.Seq)
+	for i := range 10 {
+		sent := node1.send(alice, pod.Id, fmt.Sprintf("k%d", i), "from node 1")
+		for _, s := range []*sub{on1, on2} {
+			if ev := s.nextLogged(); ev.Seq != sent.Seq {
+				t.Fatalf("got %v, want the message at seq %d", ev, sent.Seq)
+			}
+		}
+	}
+	on1.quiet(200 * time.Millisecond)
+	if after := reads(); after != before {
+		t.Errorf("node 1 read the log %v times for its own messages", after-before)
 	}
 
-	// A node writes a message and dies before announcing it.
-	lost, err := db.MessageSend(ctx, node1.writers, db.MessageSendParams{PodID: pod.Id, AuthorID: alice.user.Id, IdempotencyKey: "k2", Body: "unannounced"})
-	if err != nil {
-		t.Fatal(err)
+	sent := node2.send(node2.as(alice), pod.Id, "k-node2", "from node 2")
+	for _, s := range []*sub{on1, on2} {
+		if ev := s.nextLogged(); ev.Seq != sent.Seq {
+			t.Fatalf("got %v, want node 2's message at seq %d", ev, sent.Seq)
+		}
 	}
-	node1.exec(`INSERT INTO nodes (id, lease_until) VALUES ('dead', now())`)
-	if ev := s.nextLogged(); ev.Seq != lost.Seq || ev.GetMessageCreated().GetMessage().GetBody() != "unannounced" {
-		t.Fatalf("got %v, want the unannounced message at seq %d", ev, lost.Seq)
+	if reads() == before {
+		t.Error("node 1 did not read the log for node 2's message")
 	}
 }
 

@@ -24,10 +24,9 @@ import (
 type Config struct {
 	Pool *db.Pool
 	// Writers is the pool SendMessage writes through, opened with
-	// db.OpenWriters(ctx, Pool, MessageWriters): its commits leave their
-	// notification to the hub, which sends one for many of them. Nil means
-	// Pool, where each commit notifies.
-	Writers *db.Pool
+	// db.OpenWriters(ctx, Pool, MessageWriters) and given to the hub too
+	// (stream.Config.Writers). Nil means Pool.
+	Writers *db.Writers
 	Hub     *stream.Hub
 	Logger  *slog.Logger
 	// WriteRate and WriteBurst limit each user's writes (messages per
@@ -98,15 +97,12 @@ func New(cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
-	if cfg.Writers == nil {
-		cfg.Writers = cfg.Pool
-	}
 	sessions := newSessionCache()
 	cfg.Hub.WatchSessions(sessions)
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
 		auth:              newAuthInterceptor(cfg.Pool, sessions, cfg.Metrics, cfg.Logger),
-		sends:             db.NewMessageBatcher(cfg.Writers, MessageWriters, maxMessageBatch, cfg.Hub.MessagesWritten),
+		sends:             db.NewMessageBatcher(writersPool(cfg), MessageWriters, maxMessageBatch, cfg.Hub.MessagesWritten),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
 		passwordChecks:    newRateLimiter(passwordCheckRate, passwordCheckBurst),
@@ -159,4 +155,12 @@ func (s *Server) Shutdown(ctx context.Context, srv *h2c.Server) error {
 		srv.Close()
 	}
 	return err
+}
+
+// writersPool is the pool SendMessage writes through.
+func writersPool(cfg Config) *db.Pool {
+	if cfg.Writers == nil {
+		return cfg.Pool
+	}
+	return cfg.Writers.Pool
 }

@@ -7,9 +7,8 @@
 // from pods.last_seq. Writers of one pod serialize on the pod row, so seqs
 // commit in order and without gaps. A trigger on events sends pg_notify on
 // channel pods_events with the pod id (Postgres merges identical payloads
-// within a transaction), except in the message writers' sessions, whose
-// node announces their pods after commit (see below). Membership inserts
-// also notify pods_members with the user id.
+// within a transaction). Membership inserts also notify pods_members with
+// the user id.
 //
 // # The hub
 //
@@ -32,21 +31,16 @@
 // log read. An event that would skip a seq (another node's event is not
 // delivered yet) marks its pod dirty instead, and so does a failed write
 // (it may have failed after its commit): the log stays the only truth and
-// the order per pod is kept.
-//
-// The batcher's sessions (db.OpenWriters) do not notify from the trigger:
-// a transaction that notifies holds the server's notification lock until
-// its WAL is flushed, so such commits are flushed one at a time. The hub
-// announces the pods written to instead, after the commits, one
-// transaction for all that were written since its last announcement, on a
-// connection of its own (notifier). Its listener skips the announcements
-// from that connection's backend: the node has its writes already, and
-// reading the log for them took a quarter of the database's CPU time at
-// 500 messages/s. If a
-// node dies before announcing, the node whose presence sweep removes it
-// sends an empty notification on pods_events, and every hub catches up
-// all its pods: a dead node's last messages reach the other nodes within
-// its lease.
+// the order per pod is kept. The batcher writes on a pool of its own
+// (db.Writers), which knows its connections' backend PIDs, and the
+// listener skips the notifications they send: every commit of theirs
+// reaches the hub through MessagesWritten, so reading the log for it
+// would find nothing new (at 500 messages/s those reads took two fifths of
+// the database's CPU time). Other nodes hear the notifications as any.
+// A writer connection that breaks, or whose write's outcome pgx could not
+// learn, is closed and its PID forgotten; after a reconnect of the
+// listener (Postgres may have restarted and handed out PIDs anew) the
+// writers connect anew.
 //
 // # One stream
 //

@@ -63,6 +63,10 @@ type Config struct {
 	// ChangeSource is SourceNotify (the default) or SourceWAL. Prepare sets
 	// up the database for it.
 	ChangeSource string
+	// Writers is the pool whose commits reach the hub through
+	// MessagesWritten (SendMessage's): the listener skips their
+	// notifications. May be nil.
+	Writers *db.Writers
 	// Metrics is where the hub registers its metrics (one hub per
 	// registry). Default: a private registry nobody reads.
 	Metrics prometheus.Registerer
@@ -95,7 +99,6 @@ type Hub struct {
 	closing   chan struct{} // closed by Close: streams end
 
 	sessions SessionWatcher // told of revoked sessions; may be nil
-	notifier *notifier      // announces MessagesWritten's pods
 
 	metrics     *metrics
 	walPosition atomic.Uint64 // the WAL position handled; 0 while not replicating
@@ -168,7 +171,6 @@ func NewHub(cfg Config) *Hub {
 
 		closing: make(chan struct{}),
 	}
-	h.notifier = newNotifier(cfg.Pool, "pods notify "+cfg.NodeID, cfg.Logger)
 	h.metrics = newMetrics(cfg.Metrics, h)
 	return h
 }
@@ -204,8 +206,6 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Go(func() { h.listen(ctx) })
 	if h.cfg.ChangeSource == SourceWAL {
 		wg.Go(func() { h.replicate(ctx) })
-	} else {
-		wg.Go(func() { h.notifier.run(ctx) })
 	}
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
@@ -245,6 +245,12 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 	}
 	connected()
 	defer h.sessionsLost()
+	if h.cfg.Writers != nil {
+		// Postgres may have restarted: the writers connect anew, so that
+		// no PID of a dead backend of theirs, which another session may
+		// get now, passes for theirs.
+		h.cfg.Writers.Reset()
+	}
 	h.resync()
 	for {
 		waitCtx, cancel := context.WithTimeout(ctx, h.cfg.ProbeInterval)
@@ -263,8 +269,8 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 			}
 		case err != nil:
 			return err
-		case n.Channel == channelEvents && h.notifier.sentByMe(n.PID):
-			// This node's own writes: MessagesWritten handled them.
+		case n.Channel == channelEvents && h.cfg.Writers != nil && h.cfg.Writers.Owns(n.PID):
+			// This node's own messages: MessagesWritten has them.
 		default:
 			h.notified(n.Channel, n.Payload)
 		}
@@ -276,7 +282,10 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 func (h *Hub) resync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.catchUpLocked()
+	now := time.Now()
+	for id := range h.pods {
+		h.markDirtyLocked(id, now)
+	}
 	for _, subs := range h.users {
 		for s := range subs {
 			s.membershipsChanged()
@@ -293,9 +302,7 @@ func (h *Hub) notified(channel, payload string) {
 	defer h.mu.Unlock()
 	switch channel {
 	case channelEvents:
-		if payload == "" { // a node died, perhaps before announcing its writes
-			h.catchUpLocked()
-		} else if _, ok := h.pods[payload]; ok {
+		if _, ok := h.pods[payload]; ok {
 			h.markDirtyLocked(payload, time.Now())
 		}
 	case channelMembers:
@@ -304,14 +311,6 @@ func (h *Hub) notified(channel, payload string) {
 		}
 	default:
 		h.ephemeral(channel, payload)
-	}
-}
-
-// catchUpLocked marks every tracked pod dirty. h.mu must be held.
-func (h *Hub) catchUpLocked() {
-	now := time.Now()
-	for id := range h.pods {
-		h.markDirtyLocked(id, now)
 	}
 }
 
@@ -341,6 +340,7 @@ func (h *Hub) fetch(ctx context.Context) {
 		if len(cursors) == 0 {
 			continue
 		}
+		h.metrics.logReads.Inc()
 		batches, err := db.EventsAfterEach(ctx, h.cfg.Pool, cursors, h.cfg.BatchSize)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -495,31 +495,27 @@ func (h *Hub) committed(events []db.Event) {
 }
 
 // MessagesWritten tells the hub what this process's message writers (on
-// db.OpenWriters's pool) have just done: stored are the messages they
-// committed (or found committed: a retry's), in seq order per pod, and
-// failedPods the pods of writes that failed, perhaps after their commit. Its
-// own subscribers get the messages at once (see committed), the failed
-// pods are read from the log, and with the notify source other nodes hear
-// of all of them: the writers left the notification to the hub.
+// Config.Writers) have just done: stored are the messages they committed
+// (or found committed: a retry's), in seq order per pod, and failedPods the
+// pods of writes that failed, perhaps after their commit. Its subscribers
+// get the messages at once (see committed), and the failed pods are read
+// from the log. The listener skips the writers' notifications: every
+// commit of theirs reaches the hub here.
 func (h *Hub) MessagesWritten(stored []db.Message, failedPods []string) {
 	events := make([]db.Event, len(stored))
-	podIDs := slices.Clone(failedPods)
 	for i, m := range stored {
 		events[i] = m.CreatedEvent()
-		podIDs = append(podIDs, m.PodID)
 	}
 	h.committed(events)
-	if len(failedPods) > 0 {
-		h.mu.Lock()
-		for _, id := range failedPods {
-			if _, ok := h.pods[id]; ok {
-				h.markDirtyLocked(id, time.Now())
-			}
-		}
-		h.mu.Unlock()
+	if len(failedPods) == 0 {
+		return
 	}
-	if h.cfg.ChangeSource != SourceWAL {
-		h.notifier.add(podIDs...)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range failedPods {
+		if _, ok := h.pods[id]; ok {
+			h.markDirtyLocked(id, time.Now())
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ type metrics struct {
 	logged, ephemeral prometheus.Counter
 	latency           prometheus.Histogram
 	slow              prometheus.Counter
+	logReads          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		slow: f.NewCounter(prometheus.CounterOpts{
 			Name: "pods_stream_slow_consumers_total",
 			Help: "Subscribe streams cut off with resource_exhausted because their queue was full.",
+		}),
+		logReads: f.NewCounter(prometheus.CounterOpts{
+			Name: "pods_stream_log_reads_total",
+			Help: "Reads of the event log for new events of the pods this node streams (each read covers every pod that may have new ones).",
 		}),
 	}
 }

@@ -74,7 +74,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("podsd", flag.ContinueOnError)
 	fs.StringVar(&cfg.addr, "addr", envOr("PODS_ADDR", ":8080"), "address to listen on (HTTP/1.1 and h2c) [PODS_ADDR]")
 	fs.StringVar(&cfg.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string; empty runs a private server [DATABASE_URL]")
-	fs.IntVar(&cfg.dbMaxConns, "db-max-conns", 32, "most connections this node opens to the database for requests, besides its listener (and replication connection with --change-source wal)")
+	fs.IntVar(&cfg.dbMaxConns, "db-max-conns", 32, "most connections this node opens to the database for requests, besides its listener, its 4 message writers (and replication connection with --change-source wal)")
 	fs.StringVar(&cfg.dataDir, "data-dir", envOr("PODS_DATA_DIR", ".pods"), "where the private PostgreSQL keeps its data [PODS_DATA_DIR]")
 	fs.TextVar(&cfg.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.UintVar(&cfg.passwordMemory, "password-memory-kib", rpc.DefaultPasswordMemoryKiB, "argon2id memory per new password hash (lower only for load tests)")
@@ -173,8 +173,8 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 
 	metrics := newMetrics()
 	hub := stream.NewHub(stream.Config{
-		Pool: pool, Logger: logger, NodeID: cfg.nodeID, PresenceGrace: cfg.presenceGrace, ChangeSource: cfg.changeSource,
-		Metrics: metrics,
+		Pool: pool, Writers: writers, Logger: logger, NodeID: cfg.nodeID, PresenceGrace: cfg.presenceGrace,
+		ChangeSource: cfg.changeSource, Metrics: metrics,
 	})
 	if err := hub.Prepare(ctx); err != nil {
 		return err
