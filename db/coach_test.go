@@ -164,7 +164,7 @@ func TestDeletingAMessageDeletesItsScore(t *testing.T) {
 // sendOne stores a message of ann's in pod.
 func sendOne(t *testing.T, f batchFixture, pod, key string) db.Message {
 	t.Helper()
-	sent := db.MessagesSend(context.Background(), f.pool, []db.MessageSendParams{{PodID: pod, AuthorID: f.ann, IdempotencyKey: key, Body: "hi"}})
+	sent := db.MessagesSend(context.Background(), f.pool, []db.MessageSendParams{{PodID: pod, AuthorID: f.ann, IdempotencyKey: key, Body: "hi"}}, nil)
 	if sent[0].Err != nil {
 		t.Fatal(sent[0].Err)
 	}

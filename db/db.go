@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -62,49 +63,104 @@ func Open(ctx context.Context, connString string, maxConns int32) (*Pool, error)
 }
 
 // Writers is the pool of the message writers (MessageBatcher), which
-// knows its connections' backend PIDs: a node's listener skips the
-// notifications they send, as the node has those writes in hand.
+// knows the backend PIDs of its connections while they write: a node's
+// listener skips the notifications they send, as the node has those writes
+// in hand (stream.Hub.MessagesWritten).
 type Writers struct {
-	*Pool
+	pool *Pool
+	// noticeWindow is how long after its release a connection's
+	// notifications still count as its writer's.
+	noticeWindow time.Duration
 
-	mu   sync.Mutex
-	pids map[uint32]bool
+	mu    sync.Mutex
+	conns map[uint32]*writerConn // by backend PID
 }
+
+type writerConn struct {
+	conn     *pgx.Conn
+	busy     bool
+	released time.Time
+}
+
+// writerNoticeWindow is Writers.noticeWindow: a commit's notification
+// reaches a listener within milliseconds, and a connection idle for
+// longer may have lost its backend unnoticed (killed, timed out), whose
+// PID another session may then get.
+const writerNoticeWindow = 5 * time.Second
 
 // OpenWriters opens a pool of at most n connections to pool's database for
 // the message writers.
 func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
-	w := &Writers{pids: make(map[uint32]bool)}
+	w := &Writers{noticeWindow: writerNoticeWindow, conns: make(map[uint32]*writerConn)}
 	cfg := pool.Config()
 	cfg.MaxConns = max(n, 1)
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		w.mu.Lock()
-		w.pids[c.PgConn().PID()] = true
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		w.conns[c.PgConn().PID()] = &writerConn{conn: c, released: time.Now()}
 		return nil
 	}
-	// A connection that broke, or whose write's outcome pgx could not
-	// learn, is closed: its PID is no longer the writers'.
+	cfg.PrepareConn = func(_ context.Context, c *pgx.Conn) (bool, error) {
+		w.update(c, func(wc *writerConn) { wc.busy = true })
+		return true, nil
+	}
+	cfg.AfterRelease = func(c *pgx.Conn) bool {
+		w.update(c, func(wc *writerConn) { wc.busy, wc.released = false, time.Now() })
+		return true
+	}
 	cfg.BeforeClose = func(c *pgx.Conn) {
 		w.mu.Lock()
-		delete(w.pids, c.PgConn().PID())
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		if wc := w.conns[c.PgConn().PID()]; wc != nil && wc.conn == c {
+			delete(w.conns, c.PgConn().PID())
+		}
 	}
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening the writers' pool: %w", err)
 	}
-	w.Pool = p
+	w.pool = p
 	return w, nil
 }
 
-// Owns tells whether pid is the backend of one of the writers' open
-// connections.
+// update changes what w knows of connection c, if it knows c.
+func (w *Writers) update(c *pgx.Conn, change func(*writerConn)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if wc := w.conns[c.PgConn().PID()]; wc != nil && wc.conn == c {
+		change(wc)
+	}
+}
+
+// Owns tells whether a notification from backend pid is one of the
+// writers': pid is the backend of a connection of theirs that is writing
+// or was released within the notice window.
 func (w *Writers) Owns(pid uint32) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.pids[pid]
+	wc := w.conns[pid]
+	return wc != nil && (wc.busy || time.Since(wc.released) < w.noticeWindow)
 }
+
+// Forget makes w own no backend until its connections are made anew, which
+// it has begun: after a reconnect (Postgres may have restarted and be
+// handing out the PIDs of the writers' dead backends), nothing from before
+// passes for theirs.
+func (w *Writers) Forget() {
+	w.mu.Lock()
+	clear(w.conns)
+	w.mu.Unlock()
+	w.pool.Reset()
+}
+
+// NewMessageBatcher returns a batcher writing on w, with as many writers as
+// w has connections (see the package function).
+func (w *Writers) NewMessageBatcher(maxBatch int, written func(stored []Message, failedPods []string)) *MessageBatcher {
+	return NewMessageBatcher(w.pool, int(w.pool.Config().MaxConns), maxBatch, written)
+}
+
+// Close closes the pool.
+func (w *Writers) Close() { w.pool.Close() }
 
 // InTx runs fn in a transaction on pool, committing if fn returns nil.
 func InTx(ctx context.Context, pool *Pool, fn func(tx Tx) error) error {

@@ -27,8 +27,11 @@ type SendResult struct {
 // deleted message) or a batch
 // that fails as a whole (a concurrent writer took a key first, a deadlock)
 // falls back to MessageSend, one call at a time. Rows are inserted in pod
-// order, so that two batches lock their pods in the same order.
-func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams) []SendResult {
+// order, so that two batches lock their pods in the same order. If calls
+// fall back, early (if not nil) first gets the messages the shared
+// statement stored: its writers need not wait for the fallback to learn of
+// them.
+func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams, early func([]Message)) []SendResult {
 	if len(ps) == 1 { // MessageSend's statement is the quicker one
 		return []SendResult{messageSend(ctx, pool, ps[0])}
 	}
@@ -73,6 +76,9 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams) []Sen
 				results[i] = SendResult{Message: m, Created: true}
 			}
 		}
+	}
+	if early != nil && len(inserted) > 0 && len(inserted) < len(ps) {
+		early(inserted)
 	}
 	for i, p := range ps {
 		if results[i].Created {
@@ -163,7 +169,7 @@ func (b *MessageBatcher) write() {
 			params[i] = c.params
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-		results := MessagesSend(ctx, b.pool, params)
+		results := MessagesSend(ctx, b.pool, params, b.reportEarly)
 		cancel()
 		if b.written != nil {
 			var stored []Message
@@ -175,13 +181,27 @@ func (b *MessageBatcher) write() {
 					failedPods = append(failedPods, params[i].PodID)
 				}
 			}
-			slices.SortFunc(stored, func(x, y Message) int {
-				return cmp.Or(cmp.Compare(x.PodID, y.PodID), cmp.Compare(x.Seq, y.Seq))
-			})
-			b.written(stored, failedPods)
+			b.written(sortedBySeq(stored), failedPods)
 		}
 		for i, c := range batch {
 			c.done <- results[i]
 		}
 	}
+}
+
+// reportEarly hands written the messages a batch's statement stored while
+// some of its calls fall back (see MessagesSend); written gets them again
+// with the batch's other results.
+func (b *MessageBatcher) reportEarly(stored []Message) {
+	if b.written != nil {
+		b.written(sortedBySeq(slices.Clone(stored)), nil)
+	}
+}
+
+// sortedBySeq sorts msgs by pod and seq, and returns them.
+func sortedBySeq(msgs []Message) []Message {
+	slices.SortFunc(msgs, func(x, y Message) int {
+		return cmp.Or(cmp.Compare(x.PodID, y.PodID), cmp.Compare(x.Seq, y.Seq))
+	})
+	return msgs
 }

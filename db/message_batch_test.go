@@ -111,7 +111,7 @@ func TestMessagesSendGivesEachCallItsOwnResult(t *testing.T) {
 		{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k1", Body: "second"},                 // 6: new
 		{PodID: "00000000-0000-0000-0000-000000000000", AuthorID: f.ann, IdempotencyKey: "k2"}, // 7: no such pod
 	}
-	results := db.MessagesSend(ctx, f.pool, calls)
+	results := db.MessagesSend(ctx, f.pool, calls, nil)
 
 	for _, i := range []int{0, 4, 6} {
 		r := results[i]
@@ -175,12 +175,10 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	ctx := context.Background()
 	f := newBatchFixture(t)
 	var mu sync.Mutex
-	var committed []db.Message
 	seen := make(map[string]bool) // messages reported before
 	largest := 0                  // the most new messages one batch reported
 	b := db.NewMessageBatcher(f.pool, 1, 16, func(ms []db.Message, _ []string) {
 		mu.Lock()
-		committed = append(committed, ms...)
 		stored := 0
 		for _, m := range ms {
 			if !seen[m.ID] {
@@ -220,8 +218,8 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	if stored != callers*perCaller {
 		t.Errorf("%d messages stored, want %d", stored, callers*perCaller)
 	}
-	if len(committed) != 2*callers*perCaller { // every first call and retry
-		t.Errorf("committed reported %d messages, want %d", len(committed), 2*callers*perCaller)
+	if len(seen) != callers*perCaller {
+		t.Errorf("written reported %d messages, want %d", len(seen), callers*perCaller)
 	}
 	if largest < 2 {
 		t.Error("no two calls shared a commit")
@@ -249,7 +247,7 @@ func TestMessagesSendFallsBackWhenTheBatchFails(t *testing.T) {
 		done <- db.MessagesSend(ctx, f.pool, []db.MessageSendParams{
 			{PodID: f.podA, AuthorID: f.bob, IdempotencyKey: "mine", Body: "hello"},
 			{PodID: f.podB, AuthorID: f.ann, IdempotencyKey: "taken", Body: "from elsewhere"},
-		})
+		}, nil)
 	}()
 	// Commit once the batch waits for the other writer's key.
 	waitForLockWait(t, f.pool, `%unnest%`)
@@ -282,8 +280,9 @@ func waitForLockWait(t *testing.T, pool *db.Pool, pattern string) {
 	}
 }
 
-// The writers know the backend PIDs of their open connections, and only
-// those.
+// The writers own the backends of their connections while they write and
+// for the notice window after, not those of other pools, of connections
+// idle for longer, or of connections from before Forget.
 func TestWritersKnowTheirBackends(t *testing.T) {
 	ctx := context.Background()
 	f := newBatchFixture(t)
@@ -292,25 +291,91 @@ func TestWritersKnowTheirBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer writers.Close()
-	backend := func(pool *db.Pool) uint32 {
+	backend := func(q db.Querier) uint32 {
 		t.Helper()
 		var pid uint32
-		if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		if err := q.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 			t.Fatal(err)
 		}
 		return pid
 	}
-	writer, other := backend(writers.Pool), backend(f.pool)
-	if !writers.Owns(writer) {
-		t.Errorf("the writers do not own their connection's backend %d", writer)
+	writersPool := writers.PoolForTest()
+	conn, err := writersPool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if writers.Owns(other) {
+	writing := backend(conn)
+	if !writers.Owns(writing) {
+		t.Errorf("the writers do not own their writing connection's backend %d", writing)
+	}
+	writers.SetNoticeWindowForTest(time.Hour)
+	conn.Release()
+	if !writers.Owns(writing) {
+		t.Errorf("the writers do not own their connection's backend %d just after its release", writing)
+	}
+	if other := backend(f.pool); writers.Owns(other) {
 		t.Errorf("the writers own another pool's backend %d", other)
 	}
-	writers.Reset() // closes the idle connection, in the background
-	for deadline := time.Now().Add(10 * time.Second); writers.Owns(writer); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the writers still own the closed connection's backend %d", writer)
+	writers.SetNoticeWindowForTest(0)
+	if writers.Owns(writing) {
+		t.Errorf("the writers own the idle connection's backend %d", writing)
+	}
+
+	writers.SetNoticeWindowForTest(time.Hour)
+	if !writers.Owns(backend(writersPool)) {
+		t.Fatal("the writers do not own their connection's backend after a query")
+	}
+	writers.Forget()
+	if writers.Owns(writing) {
+		t.Errorf("the writers own the backend %d from before Forget", writing)
+	}
+	if renewed := backend(writersPool); renewed == writing || !writers.Owns(renewed) {
+		t.Errorf("after Forget: backend %d (before: %d), owned %v; want a new connection, owned", renewed, writing, writers.Owns(renewed))
+	}
+}
+
+// When calls of a batch fall back to one at a time, what the shared
+// statement stored is reported at once: here the fallback waits for a
+// lock that another transaction holds on the retried message's pod.
+func TestMessagesSendReportsTheSharedStatementEarly(t *testing.T) {
+	ctx := context.Background()
+	f := newBatchFixture(t)
+	retry := db.MessageSendParams{PodID: f.podB, AuthorID: f.ann, IdempotencyKey: "old", Body: "sent before"}
+	old, err := db.MessageSend(ctx, f.pool, retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM pods WHERE id = $1 FOR UPDATE`, f.podB); err != nil {
+		t.Fatal(err)
+	}
+	early := make(chan []db.Message, 1)
+	done := make(chan []db.SendResult)
+	go func() {
+		done <- db.MessagesSend(ctx, f.pool, []db.MessageSendParams{
+			{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "new", Body: "hello"}, retry,
+		}, func(ms []db.Message) { early <- ms })
+	}()
+	select {
+	case ms := <-early:
+		if len(ms) != 1 || ms[0].Body != "hello" {
+			t.Errorf("reported early: %+v, want the new message", ms)
 		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shared statement's message was not reported while the fallback waits")
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	results := <-done
+	if r := results[0]; r.Err != nil || !r.Created || r.Message.Body != "hello" {
+		t.Errorf("the new message: %+v", r)
+	}
+	if r := results[1]; r.Err != nil || r.Created || r.Message.ID != old.ID {
+		t.Errorf("the retry: %+v, want message %s", r, old.ID)
 	}
 }

@@ -72,7 +72,7 @@ func TestADeletedMessageIsNotSentAgain(t *testing.T) {
 		t.Fatalf("retry alone: %v, want ErrMessageDeleted", err)
 	}
 	other := db.MessageSendParams{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "k", Body: "good morning"}
-	results := db.MessagesSend(ctx, f.pool, []db.MessageSendParams{send, other})
+	results := db.MessagesSend(ctx, f.pool, []db.MessageSendParams{send, other}, nil)
 	if !errors.Is(results[0].Err, db.ErrMessageDeleted) || results[1].Err != nil || !results[1].Created {
 		t.Fatalf("retry in a batch: %+v", results)
 	}
@@ -116,7 +116,7 @@ func TestRetryDuringDeleteStaysDeleted(t *testing.T) {
 				t.Fatal(err)
 			}
 			done := make(chan []db.SendResult, 1)
-			go func() { done <- db.MessagesSend(ctx, f.pool, calls) }()
+			go func() { done <- db.MessagesSend(ctx, f.pool, calls, nil) }()
 			// Commit the delete once the retry waits for it.
 			waitForLockWait(t, f.pool, `%INSERT INTO messages%`)
 			if err := tx.Commit(ctx); err != nil {

@@ -302,9 +302,16 @@ func TestANodeReadsTheLogOnlyForOthersMessages(t *testing.T) {
 	on1, on2 := node1.subscribe(alice, nil), node2.subscribe(node2.as(alice), nil)
 	on1.ready()
 	on2.ready()
-	on1.quiet(200 * time.Millisecond)
+	// Wait for node 1's reads to settle (its listener's first connect
+	// reads every tracked pod).
 	reads := func() float64 { return node1.metrics()["pods_stream_log_reads_total"] }
-	before := reads()
+	before := -1.0
+	eventually(t, func() bool {
+		last := before
+		time.Sleep(200 * time.Millisecond)
+		before = reads()
+		return before == last
+	})
 
 	for i := range 10 {
 		sent := node1.send(alice, pod.Id, fmt.Sprintf("k%d", i), "from node 1")

@@ -102,7 +102,7 @@ func New(cfg Config) *Server {
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
 		auth:              newAuthInterceptor(cfg.Pool, sessions, cfg.Metrics, cfg.Logger),
-		sends:             db.NewMessageBatcher(writersPool(cfg), MessageWriters, maxMessageBatch, cfg.Hub.MessagesWritten),
+		sends:             newMessageBatcher(cfg),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
 		passwordChecks:    newRateLimiter(passwordCheckRate, passwordCheckBurst),
@@ -157,10 +157,10 @@ func (s *Server) Shutdown(ctx context.Context, srv *h2c.Server) error {
 	return err
 }
 
-// writersPool is the pool SendMessage writes through.
-func writersPool(cfg Config) *db.Pool {
+// newMessageBatcher returns the batcher SendMessage writes through.
+func newMessageBatcher(cfg Config) *db.MessageBatcher {
 	if cfg.Writers == nil {
-		return cfg.Pool
+		return db.NewMessageBatcher(cfg.Pool, MessageWriters, maxMessageBatch, cfg.Hub.MessagesWritten)
 	}
-	return cfg.Writers.Pool
+	return cfg.Writers.NewMessageBatcher(maxMessageBatch, cfg.Hub.MessagesWritten)
 }

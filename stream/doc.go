@@ -32,15 +32,18 @@
 // delivered yet) marks its pod dirty instead, and so does a failed write
 // (it may have failed after its commit): the log stays the only truth and
 // the order per pod is kept. The batcher writes on a pool of its own
-// (db.Writers), which knows its connections' backend PIDs, and the
-// listener skips the notifications they send: every commit of theirs
-// reaches the hub through MessagesWritten, so reading the log for it
-// would find nothing new (at 500 messages/s those reads took two fifths of
-// the database's CPU time). Other nodes hear the notifications as any.
-// A writer connection that breaks, or whose write's outcome pgx could not
-// learn, is closed and its PID forgotten; after a reconnect of the
-// listener (Postgres may have restarted and handed out PIDs anew) the
-// writers connect anew.
+// (db.Writers), which knows the backend PIDs of its connections while they
+// write, and the listener skips the notifications they send: every commit
+// of theirs reaches the hub through MessagesWritten (what a batch's shared
+// statement stored, even before its other calls have fallen back to one at
+// a time), so reading the log for it would find nothing new (at 500
+// messages/s those reads took two fifths of the database's CPU time).
+// Other nodes hear the notifications as any. A connection counts as the
+// writers' only while it writes and for a few seconds after, so that the
+// PID of a backend that died unnoticed, which another session may get,
+// does not pass for theirs; after a reconnect of the listener (Postgres
+// may have restarted and be handing out PIDs anew) the writers own nothing
+// until they have connected anew.
 //
 // # One stream
 //

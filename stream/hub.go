@@ -246,10 +246,9 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 	connected()
 	defer h.sessionsLost()
 	if h.cfg.Writers != nil {
-		// Postgres may have restarted: the writers connect anew, so that
-		// no PID of a dead backend of theirs, which another session may
-		// get now, passes for theirs.
-		h.cfg.Writers.Reset()
+		// Postgres may have restarted: no PID of the writers' dead
+		// backends, which other sessions may get now, passes for theirs.
+		h.cfg.Writers.Forget()
 	}
 	h.resync()
 	for {
