@@ -97,7 +97,7 @@ func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		w.conns[c.PgConn().PID()] = &writerConn{conn: c, released: time.Now()}
+		w.conns[c.PgConn().PID()] = &writerConn{conn: c}
 		return nil
 	}
 	cfg.PrepareConn = func(_ context.Context, c *pgx.Conn) (bool, error) {
@@ -142,10 +142,11 @@ func (w *Writers) Owns(pid uint32) bool {
 	return wc != nil && (wc.busy || time.Since(wc.released) < w.noticeWindow)
 }
 
-// Forget makes w own no backend until its connections are made anew, which
-// it has begun: after a reconnect (Postgres may have restarted and be
-// handing out the PIDs of the writers' dead backends), nothing from before
-// passes for theirs.
+// Forget makes w own no backend of its current connections, and closes
+// them (those in use once released); the writers connect anew as they
+// write. After a reconnect (Postgres may have restarted and be handing out
+// the PIDs of the writers' dead backends), nothing from before passes for
+// theirs.
 func (w *Writers) Forget() {
 	w.mu.Lock()
 	clear(w.conns)

@@ -27,13 +27,19 @@ type SendResult struct {
 // deleted message) or a batch
 // that fails as a whole (a concurrent writer took a key first, a deadlock)
 // falls back to MessageSend, one call at a time. Rows are inserted in pod
-// order, so that two batches lock their pods in the same order. If calls
-// fall back, early (if not nil) first gets the messages the shared
-// statement stored: its writers need not wait for the fallback to learn of
-// them.
-func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams, early func([]Message)) []SendResult {
+// order, so that two batches lock their pods in the same order.
+//
+// report, if not nil, learns each outcome as soon as it is known, in seq
+// order per pod: the messages the shared statement stored, then each
+// fallback call's message (stored, or found: a retry's) or, if the call
+// failed (perhaps after its commit), its pod. A message may be reported
+// twice.
+func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams, report func(stored []Message, failedPods []string)) []SendResult {
+	if report == nil {
+		report = func([]Message, []string) {}
+	}
 	if len(ps) == 1 { // MessageSend's statement is the quicker one
-		return []SendResult{messageSend(ctx, pool, ps[0])}
+		return []SendResult{messageSendReporting(ctx, pool, ps[0], report)}
 	}
 	results := make([]SendResult, len(ps))
 	type key struct{ author, idempotency string }
@@ -77,16 +83,28 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams, early
 			}
 		}
 	}
-	if early != nil && len(inserted) > 0 && len(inserted) < len(ps) {
-		early(inserted)
+	if len(inserted) > 0 {
+		report(sortedBySeq(inserted), nil)
 	}
 	for i, p := range ps {
 		if results[i].Created {
 			continue
 		}
-		results[i] = messageSend(ctx, pool, p)
+		results[i] = messageSendReporting(ctx, pool, p, report)
 	}
 	return results
+}
+
+// messageSendReporting is messageSend, reporting its outcome as
+// MessagesSend does.
+func messageSendReporting(ctx context.Context, pool *Pool, p MessageSendParams, report func([]Message, []string)) SendResult {
+	r := messageSend(ctx, pool, p)
+	if r.Err != nil {
+		report(nil, []string{p.PodID})
+	} else {
+		report([]Message{r.Message}, nil)
+	}
+	return r
 }
 
 // MessageBatcher groups concurrent MessageSend calls into shared
@@ -99,11 +117,8 @@ type MessageBatcher struct {
 	pool     *Pool
 	writers  int
 	maxBatch int
-	// written, if set, learns what each batch did before its callers are
-	// answered: the messages of its successful calls, sorted by pod and
-	// seq (those it created, and those a retry found: their first call may
-	// have failed after its commit), and the pods of its failed calls
-	// (a call may fail after its commit, or for bad input).
+	// written, if set, learns each outcome of a batch as MessagesSend's
+	// report does, before the batch's callers are answered.
 	written func(stored []Message, failedPods []string)
 
 	mu      sync.Mutex
@@ -169,32 +184,11 @@ func (b *MessageBatcher) write() {
 			params[i] = c.params
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-		results := MessagesSend(ctx, b.pool, params, b.reportEarly)
+		results := MessagesSend(ctx, b.pool, params, b.written)
 		cancel()
-		if b.written != nil {
-			var stored []Message
-			var failedPods []string
-			for i, r := range results {
-				if r.Err == nil {
-					stored = append(stored, r.Message)
-				} else {
-					failedPods = append(failedPods, params[i].PodID)
-				}
-			}
-			b.written(sortedBySeq(stored), failedPods)
-		}
 		for i, c := range batch {
 			c.done <- results[i]
 		}
-	}
-}
-
-// reportEarly hands written the messages a batch's statement stored while
-// some of its calls fall back (see MessagesSend); written gets them again
-// with the batch's other results.
-func (b *MessageBatcher) reportEarly(stored []Message) {
-	if b.written != nil {
-		b.written(sortedBySeq(slices.Clone(stored)), nil)
 	}
 }
 

@@ -175,19 +175,16 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	ctx := context.Background()
 	f := newBatchFixture(t)
 	var mu sync.Mutex
-	seen := make(map[string]bool) // messages reported before
-	largest := 0                  // the most new messages one batch reported
-	b := db.NewMessageBatcher(f.pool, 1, 16, func(ms []db.Message, _ []string) {
+	var reported []db.Message
+	largest := 0 // the most messages one report held: one shared statement's
+	b := db.NewMessageBatcher(f.pool, 1, 16, func(ms []db.Message, failedPods []string) {
 		mu.Lock()
-		stored := 0
-		for _, m := range ms {
-			if !seen[m.ID] {
-				seen[m.ID] = true
-				stored++
-			}
-		}
-		largest = max(largest, stored)
+		reported = append(reported, ms...)
+		largest = max(largest, len(ms))
 		mu.Unlock()
+		if len(failedPods) > 0 {
+			t.Errorf("failed writes reported for pods %v", failedPods)
+		}
 	})
 	const callers, perCaller = 12, 20
 	var wg sync.WaitGroup
@@ -218,8 +215,8 @@ func TestMessageBatcherUnderConcurrentCallers(t *testing.T) {
 	if stored != callers*perCaller {
 		t.Errorf("%d messages stored, want %d", stored, callers*perCaller)
 	}
-	if len(seen) != callers*perCaller {
-		t.Errorf("written reported %d messages, want %d", len(seen), callers*perCaller)
+	if len(reported) != 2*callers*perCaller { // every first call and retry
+		t.Errorf("written reported %d messages, want %d", len(reported), 2*callers*perCaller)
 	}
 	if largest < 2 {
 		t.Error("no two calls shared a commit")
@@ -316,9 +313,11 @@ func TestWritersKnowTheirBackends(t *testing.T) {
 	if other := backend(f.pool); writers.Owns(other) {
 		t.Errorf("the writers own another pool's backend %d", other)
 	}
-	writers.SetNoticeWindowForTest(0)
-	if writers.Owns(writing) {
-		t.Errorf("the writers own the idle connection's backend %d", writing)
+	writers.SetNoticeWindowForTest(0) // pgxpool records the release in the background
+	for deadline := time.Now().Add(10 * time.Second); writers.Owns(writing); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writers own the idle connection's backend %d", writing)
+		}
 	}
 
 	writers.SetNoticeWindowForTest(time.Hour)
@@ -335,8 +334,9 @@ func TestWritersKnowTheirBackends(t *testing.T) {
 }
 
 // When calls of a batch fall back to one at a time, what the shared
-// statement stored is reported at once: here the fallback waits for a
-// lock that another transaction holds on the retried message's pod.
+// statement stored is reported at once, and each fallback call's outcome
+// when it is known: here the fallback waits for a lock that another
+// transaction holds on the retried message's pod.
 func TestMessagesSendReportsTheSharedStatementEarly(t *testing.T) {
 	ctx := context.Background()
 	f := newBatchFixture(t)
@@ -353,12 +353,12 @@ func TestMessagesSendReportsTheSharedStatementEarly(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM pods WHERE id = $1 FOR UPDATE`, f.podB); err != nil {
 		t.Fatal(err)
 	}
-	early := make(chan []db.Message, 1)
+	early := make(chan []db.Message, 2)
 	done := make(chan []db.SendResult)
 	go func() {
 		done <- db.MessagesSend(ctx, f.pool, []db.MessageSendParams{
 			{PodID: f.podA, AuthorID: f.ann, IdempotencyKey: "new", Body: "hello"}, retry,
-		}, func(ms []db.Message) { early <- ms })
+		}, func(ms []db.Message, _ []string) { early <- ms })
 	}()
 	select {
 	case ms := <-early:
@@ -377,5 +377,13 @@ func TestMessagesSendReportsTheSharedStatementEarly(t *testing.T) {
 	}
 	if r := results[1]; r.Err != nil || r.Created || r.Message.ID != old.ID {
 		t.Errorf("the retry: %+v, want message %s", r, old.ID)
+	}
+	select {
+	case ms := <-early:
+		if len(ms) != 1 || ms[0].ID != old.ID {
+			t.Errorf("reported after the fallback: %+v, want the retried message", ms)
+		}
+	default:
+		t.Error("the fallback call's outcome was not reported")
 	}
 }

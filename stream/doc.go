@@ -34,9 +34,8 @@
 // the order per pod is kept. The batcher writes on a pool of its own
 // (db.Writers), which knows the backend PIDs of its connections while they
 // write, and the listener skips the notifications they send: every commit
-// of theirs reaches the hub through MessagesWritten (what a batch's shared
-// statement stored, even before its other calls have fallen back to one at
-// a time), so reading the log for it would find nothing new (at 500
+// of theirs reaches the hub through MessagesWritten as soon as its outcome
+// is known, so reading the log for it would find nothing new (at 500
 // messages/s those reads took two fifths of the database's CPU time).
 // Other nodes hear the notifications as any. A connection counts as the
 // writers' only while it writes and for a few seconds after, so that the
