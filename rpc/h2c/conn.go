@@ -381,9 +381,11 @@ func (c *conn) resetByClient(id uint32) error {
 		}
 		return nil
 	}
+	// The context first: a handler whose body read fails on the reset
+	// finds its context done.
+	s.cancel()
 	c.resetLocked(s)
 	c.mu.Unlock()
-	s.cancel()
 	return nil
 }
 
