@@ -35,9 +35,6 @@ type env struct {
 	api *rpc.Server
 	hub *stream.Hub
 	srv *h2c.Server
-	// writers is the pool SendMessage writes through; the hub skips their
-	// notifications.
-	writers *db.Writers
 }
 
 func newEnv(t *testing.T, cfg rpc.Config) *env {
@@ -82,7 +79,7 @@ func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Co
 	done := make(chan struct{})
 	go func() { cfg.Hub.Run(ctx); close(done) }()
 	t.Cleanup(func() { cfg.Hub.Close(); cancel(); <-done })
-	return &env{t: t, db: d, url: "http://" + ln.Addr().String(), api: api, hub: cfg.Hub, srv: srv, writers: writers}
+	return &env{t: t, db: d, url: "http://" + ln.Addr().String(), api: api, hub: cfg.Hub, srv: srv}
 }
 
 // h2cOnly makes a client transport use cleartext HTTP/2 (with HTTP/1.1

@@ -25,7 +25,7 @@ type Config struct {
 	Pool *db.Pool
 	// Writers is the pool SendMessage writes through, opened with
 	// db.OpenWriters(ctx, Pool, MessageWriters) and given to the hub too
-	// (stream.Config.Writers). Nil means Pool.
+	// (stream.Config.Writers).
 	Writers *db.Writers
 	Hub     *stream.Hub
 	Logger  *slog.Logger
@@ -102,7 +102,7 @@ func New(cfg Config) *Server {
 	return &Server{
 		pool: cfg.Pool, hub: cfg.Hub, logger: cfg.Logger,
 		auth:              newAuthInterceptor(cfg.Pool, sessions, cfg.Metrics, cfg.Logger),
-		sends:             newMessageBatcher(cfg),
+		sends:             cfg.Writers.NewMessageBatcher(maxMessageBatch, cfg.Hub.MessagesWritten),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
 		passwordChecks:    newRateLimiter(passwordCheckRate, passwordCheckBurst),
@@ -155,12 +155,4 @@ func (s *Server) Shutdown(ctx context.Context, srv *h2c.Server) error {
 		srv.Close()
 	}
 	return err
-}
-
-// newMessageBatcher returns the batcher SendMessage writes through.
-func newMessageBatcher(cfg Config) *db.MessageBatcher {
-	if cfg.Writers == nil {
-		return db.NewMessageBatcher(cfg.Pool, MessageWriters, maxMessageBatch, cfg.Hub.MessagesWritten)
-	}
-	return cfg.Writers.NewMessageBatcher(maxMessageBatch, cfg.Hub.MessagesWritten)
 }
