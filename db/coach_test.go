@@ -176,3 +176,54 @@ func saveScore(ctx context.Context, q db.Querier, m db.Message) error {
 	return db.SaveScores(ctx, q, []db.UnscoredMessage{{ID: m.ID, PodID: m.PodID, Body: m.Body, CreatedAt: m.CreatedAt}},
 		[]db.MessageScore{{Compound: -0.5, Hostility: 0.7, Hostile: true}})
 }
+
+// TestCoachScansSkipJobsQueuedAlready: the scheduler scans for due
+// reminders and quiet pods every few seconds; a member reminded today, or a
+// pod nudged for its quiet spell, costs a scan a lookup of the job's key,
+// not an insert that conflicts, which would also take a job id.
+func TestCoachScansSkipJobsQueuedAlready(t *testing.T) {
+	t.Parallel()
+	f := newBatchFixture(t) // ann and bob in pods A and B, all in UTC
+	ctx := context.Background()
+	if _, err := f.pool.Exec(ctx, `UPDATE memberships SET reminder_time = '08:00'`); err != nil {
+		t.Fatal(err)
+	}
+	lastJobID := func() int64 {
+		t.Helper()
+		var id int64
+		if err := f.pool.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM coach_jobs_id_seq`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	reminders := func(at time.Time) (int64, error) { return db.EnqueueReminderJobs(ctx, f.pool, at) }
+	quiet := func(at time.Time) (int64, error) { return db.EnqueueQuietJobs(ctx, f.pool, at, time.Hour) }
+	morning := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	later := time.Now().Add(2 * time.Hour) // both pods quiet since they were made
+	for _, scan := range []struct {
+		name  string
+		run   func(time.Time) (int64, error)
+		at    time.Time
+		want  int64
+		setUp func()
+	}{
+		{"reminders", reminders, morning, 4, nil},
+		{"reminders again", reminders, morning.Add(time.Hour), 0, nil}, // reminded today already
+		{"reminders the next day", reminders, morning.Add(24 * time.Hour), 4, nil},
+		{"quiet pods", quiet, later, 2, nil},
+		{"quiet pods again", quiet, later.Add(time.Minute), 0, nil}, // the same spells
+		{"a new quiet spell", quiet, later.Add(3 * time.Hour), 1, func() { sendOne(t, f, f.podA, "spoke") }},
+	} {
+		if scan.setUp != nil {
+			scan.setUp()
+		}
+		before := lastJobID()
+		n, err := scan.run(scan.at)
+		if err != nil || n != scan.want {
+			t.Fatalf("%s: queued %d jobs (%v), want %d", scan.name, n, err, scan.want)
+		}
+		if taken := lastJobID() - before; taken != n {
+			t.Errorf("%s: queued %d jobs and took %d job ids", scan.name, n, taken)
+		}
+	}
+}
