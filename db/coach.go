@@ -42,22 +42,19 @@ func CoachLock(ctx context.Context, pool *Pool, fn func(tx Tx) error) (bool, err
 }
 
 // EnqueueQuietJobs adds a quiet job for every pod with the coach on where
-// no member has written since quietAfter before now. The job key names the
-// last message, so a pod gets one nudge per quiet spell. A pod nudged for
-// its spell already is skipped by its key (see EnqueueReminderJobs).
+// no member has written since quietAfter before now (deleting a message
+// does not count: see pods.spoke_seq). The job key names the last member
+// message, so a pod gets one nudge per quiet spell; a pod nudged for its
+// spell already is skipped by its key (see EnqueueReminderJobs).
 func EnqueueQuietJobs(ctx context.Context, q Querier, now time.Time, quietAfter time.Duration) (int64, error) {
 	tag, err := q.Exec(ctx, `
 		INSERT INTO coach_jobs (key, pod_id, kind, payload, run_at)
-		SELECT key.key, p.id, 'quiet', jsonb_build_object('last_seq', coalesce(last.seq, 0)), $1::timestamptz
+		SELECT key.key, p.id, 'quiet', jsonb_build_object('last_seq', p.spoke_seq), $1::timestamptz
 		FROM pods p
-		LEFT JOIN LATERAL (
-			SELECT m.seq, m.created_at FROM messages m
-			WHERE m.pod_id = p.id AND m.author_id <> $3 ORDER BY m.seq DESC LIMIT 1
-		) last ON true
-		CROSS JOIN LATERAL (SELECT 'quiet:' || p.id || ':' || coalesce(last.seq, 0) AS key) key
-		WHERE p.coach_enabled AND coalesce(last.created_at, p.created_at) < $1::timestamptz - $2::interval
+		CROSS JOIN LATERAL (SELECT 'quiet:' || p.id || ':' || p.spoke_seq AS key) key
+		WHERE p.coach_enabled AND coalesce(p.spoke_at, p.created_at) < $1::timestamptz - $2::interval
 		  AND NOT EXISTS (SELECT 1 FROM coach_jobs j WHERE j.key = key.key)
-		ON CONFLICT (key) DO NOTHING`, now, quietAfter, CoachUserID)
+		ON CONFLICT (key) DO NOTHING`, now, quietAfter)
 	return tag.RowsAffected(), translate(err, "enqueueing quiet jobs")
 }
 
@@ -256,16 +253,14 @@ func CoachJobDue(ctx context.Context, q Querier, job CoachJob) (bool, error) {
 	var due bool
 	err := q.QueryRow(ctx, `
 		SELECT p.coach_enabled AND CASE $2
-			WHEN 'quiet' THEN NOT EXISTS (
-				SELECT 1 FROM messages m WHERE m.pod_id = p.id AND m.author_id <> $4
-				  AND m.seq > coalesce(($3::jsonb ->> 'last_seq')::bigint, split_part($5, ':', 3)::bigint))
+			WHEN 'quiet' THEN p.spoke_seq <= coalesce(($3::jsonb ->> 'last_seq')::bigint, split_part($4, ':', 3)::bigint)
 			WHEN 'reminder' THEN EXISTS (
 				SELECT 1 FROM memberships ms WHERE ms.pod_id = p.id AND ms.user_id = ($3::jsonb ->> 'user_id')::uuid)
 			  AND NOT EXISTS (
 				SELECT 1 FROM check_ins c WHERE c.pod_id = p.id AND c.user_id = ($3::jsonb ->> 'user_id')::uuid
 				  AND c.date = ($3::jsonb ->> 'date')::date)
 			ELSE true END
-		FROM pods p WHERE p.id = $1`, job.PodID, job.Kind, job.Payload, CoachUserID, job.Key).Scan(&due)
+		FROM pods p WHERE p.id = $1`, job.PodID, job.Kind, job.Payload, job.Key).Scan(&due)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil // the pod is gone
 	}

@@ -168,6 +168,51 @@ func TestQuietPodGetsOneNudgePerQuietSpell(t *testing.T) {
 	}
 }
 
+// Deleting a message does not move a pod's quiet spell back: neither a
+// second nudge for a spell nudged already, nor a nudge at once for a pod
+// whose member wrote an hour ago and deleted it.
+func TestDeletingAMessageDoesNotMoveTheQuietSpell(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, "UTC")
+	last := func() string { // the last member message
+		t.Helper()
+		var id string
+		if err := w.d.Pool.QueryRow(ctx, `SELECT id FROM messages WHERE pod_id = $1 AND author_id <> $2 ORDER BY seq DESC LIMIT 1`,
+			w.pod.ID, db.CoachUserID).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	w.say(1, "slept through the alarm again, ugh", false)
+	w.say(1, "going to bed early tonight", false)
+	clock := later(3 * time.Hour)
+	c := w.coach(moderator.Config{QuietAfter: 2 * time.Hour, Now: func() time.Time { return clock() }})
+	w.step(c)
+	if n := len(w.interventions(db.JobQuiet)); n != 1 {
+		t.Fatalf("%d nudges, want 1", n)
+	}
+	if err := db.MessageDelete(ctx, w.d.Pool, last(), w.members[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	clock = later(3*time.Hour + time.Minute) // past the next scan for quiet pods
+	w.step(c)
+	if got := w.interventions(db.JobQuiet); len(got) != 1 {
+		t.Fatalf("%d nudges in one quiet spell: %v", len(got), got)
+	}
+
+	// A member writes now and deletes it: the pod is not quiet.
+	w.say(2, "typo'd message", false)
+	if err := db.MessageDelete(ctx, w.d.Pool, last(), w.members[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	clock = later(time.Hour)
+	w.step(w.coach(moderator.Config{QuietAfter: 2 * time.Hour, Now: func() time.Time { return clock() }}))
+	if got := w.interventions(db.JobQuiet); len(got) != 1 {
+		t.Fatalf("nudged a pod a member wrote in an hour ago: %v", got)
+	}
+}
+
 func TestConflictGetsOneCalmIntervention(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "UTC")
