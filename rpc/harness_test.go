@@ -169,6 +169,13 @@ func (e *env) join(c *client, pod *podsv1.Pod) {
 	}
 }
 
+func (e *env) leave(c *client, podID string) {
+	e.t.Helper()
+	if _, err := c.Pod.LeavePod(context.Background(), connect.NewRequest(&podsv1.LeavePodRequest{PodId: podID})); err != nil {
+		e.t.Fatalf("leave: %v", err)
+	}
+}
+
 func (e *env) send(c *client, podID, key, body string) *podsv1.Message {
 	e.t.Helper()
 	res, err := c.Chat.SendMessage(context.Background(), connect.NewRequest(&podsv1.SendMessageRequest{

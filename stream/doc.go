@@ -58,7 +58,9 @@
 // A join notifies pods_members: the user's streams reread their memberships
 // and start the new pod at the user's memberJoined event. The user's own
 // memberLeft event, or the pod's deletion (the fetch finds the pod gone),
-// ends the pod's part of the stream after it is sent.
+// ends the pod's part of the stream after it is sent; after a memberLeft
+// the stream rereads the memberships too, for a join that came after the
+// leave but reached the stream before it.
 //
 // A stream lives no longer than the session it was opened with: a deleted
 // or changed session is announced on pods_sessions, and every node ends

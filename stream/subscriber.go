@@ -367,6 +367,9 @@ func (st *stream) catchUp(ctx context.Context, podID string) error {
 			return err
 		}
 		for _, e := range events {
+			if _, ok := st.sent[podID]; !ok {
+				return nil // the user's own memberLeft went out
+			}
 			if err := st.send(podID, st.hub.convert(e)); err != nil {
 				return err
 			}
@@ -412,7 +415,9 @@ func (st *stream) deliver(ctx context.Context, d *delivery) error {
 }
 
 // send sends one logged event and moves the pod's cursor; the user's own
-// memberLeft ends the pod's part of the stream.
+// memberLeft ends the pod's part of the stream, until a refresh finds the
+// user joined again since (the join's refresh may have run before the
+// memberLeft went out, while the pod was still on the stream).
 func (st *stream) send(podID string, ev *podsv1.Event) error {
 	if ev.Seq != st.sent[podID]+1 {
 		return fmt.Errorf("pod %s: event %d after %d: the log has a gap", podID, ev.Seq, st.sent[podID])
@@ -423,6 +428,7 @@ func (st *stream) send(podID string, ev *podsv1.Event) error {
 	st.sent[podID] = ev.Seq
 	if left := ev.GetMemberLeft(); left != nil && left.UserId == st.req.UserID {
 		st.drop(podID)
+		st.sub.membershipsChanged()
 	}
 	return nil
 }
