@@ -2,7 +2,11 @@ package db
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // User is a person using Pods, or a pod's coach.
@@ -34,13 +38,23 @@ type UserInsertParams struct {
 	PasswordHash string
 }
 
-// UserInsert stores a new user. A taken handle is ErrAlreadyExists.
+// ErrUnknownTimezone means the database does not know a time zone (its
+// zone data may be older than the caller's).
+var ErrUnknownTimezone = errors.New("time zone unknown to the database")
+
+// UserInsert stores a new user. A taken handle is ErrAlreadyExists; a time
+// zone the database does not know is ErrUnknownTimezone, as reminders are
+// computed there.
 func UserInsert(ctx context.Context, q Querier, p UserInsertParams) (User, error) {
 	u, err := scanUser(q.QueryRow(ctx, `
 		INSERT INTO users AS u (handle, display_name, timezone, password_hash)
-		VALUES ($1, $2, $3, $4)
+		SELECT $1, $2, $3, $4 WHERE (now() AT TIME ZONE $3::text) IS NOT NULL
 		RETURNING `+userColumns,
 		p.Handle, p.DisplayName, p.Timezone, p.PasswordHash))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "22023" { // invalid_parameter_value: the zone
+		return User{}, fmt.Errorf("inserting user: %w: %q", ErrUnknownTimezone, p.Timezone)
+	}
 	return u, translate(err, "inserting user")
 }
 

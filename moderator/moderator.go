@@ -148,12 +148,9 @@ func (c *Coach) Run(ctx context.Context) {
 }
 
 // Step schedules new jobs (if no other node is scheduling) and works the
-// due ones.
+// due ones, also when scheduling failed.
 func (c *Coach) Step(ctx context.Context) error {
-	if err := c.schedule(ctx); err != nil {
-		return err
-	}
-	return c.work(ctx)
+	return errors.Join(c.schedule(ctx), c.work(ctx))
 }
 
 // schedule turns triggers into jobs.
@@ -165,7 +162,7 @@ func (c *Coach) schedule(ctx context.Context) error {
 			if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
 				return err
 			}
-			if _, err := db.EnqueueReminderJobs(ctx, tx, now); err != nil {
+			if err := c.enqueueReminders(ctx, tx, now); err != nil {
 				return err
 			}
 			scanned = now
@@ -178,6 +175,22 @@ func (c *Coach) schedule(ctx context.Context) error {
 		c.scanned, c.scoreFrom = scanned, scoreFrom
 	}
 	return err
+}
+
+// enqueueReminders runs the reminder scan in a savepoint: a scan that
+// fails on one member's data (a time zone this database does not know,
+// say, from one with newer zone data) is logged, and the quiet and
+// conflict scans of the transaction go on.
+func (c *Coach) enqueueReminders(ctx context.Context, tx db.Tx, now time.Time) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := db.EnqueueReminderJobs(ctx, sp, now); err != nil {
+		c.log.Error("coach: reminder scan failed", "err", err)
+		return sp.Rollback(ctx)
+	}
+	return sp.Commit(ctx)
 }
 
 // findConflicts scores the recent messages not scored yet and enqueues a

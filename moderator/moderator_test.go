@@ -213,6 +213,29 @@ func TestDeletingAMessageDoesNotMoveTheQuietSpell(t *testing.T) {
 	}
 }
 
+// A member whose time zone the database does not know (stored before it
+// checked, or by a server with newer zone data) costs the reminder scan,
+// not the coach: quiet pods are still nudged (found by a review: one such
+// member stopped the coach in every pod).
+func TestAZoneTheDatabaseDoesNotKnowStopsOnlyReminders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, "UTC")
+	w.say(1, "anyone up?", false)
+	var zed string
+	if err := w.d.Pool.QueryRow(ctx, `INSERT INTO users (handle, display_name, timezone) VALUES ('zed', 'Zed', 'Mars/Olympus')
+		RETURNING id`).Scan(&zed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PodCreate(ctx, w.d.Pool, db.PodCreateParams{Name: "Other", Habit: "Running", Capacity: 6, OwnerID: zed}); err != nil {
+		t.Fatal(err)
+	}
+	w.step(w.coach(moderator.Config{QuietAfter: 2 * time.Hour, Now: later(3 * time.Hour)}))
+	if got := w.interventions(db.JobQuiet); len(got) != 1 {
+		t.Fatalf("%d nudges of the quiet pod, want 1", len(got))
+	}
+}
+
 func TestConflictGetsOneCalmIntervention(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "UTC")

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -158,6 +159,9 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 		Handle: handle, DisplayName: strings.TrimSpace(m.DisplayName), Timezone: m.Timezone,
 		PasswordHash: hashPassword(m.Password, s.passwordMemoryKiB),
 	})
+	if errors.Is(err, db.ErrUnknownTimezone) {
+		return nil, invalid("timezone", fmt.Sprintf("unknown time zone %q", m.Timezone))
+	}
 	if errors.Is(err, db.ErrAlreadyExists) {
 		user, err = s.checkCredentials(ctx, handle, m.Password)
 		if errors.Is(err, errTooManyRequests) {

@@ -176,6 +176,9 @@ func TestWritesAreRateLimitedPerUser(t *testing.T) {
 		PodId: pod.Id, IdempotencyKey: "3", Body: "three",
 	}))
 	wantCode(t, err, connect.CodeResourceExhausted)
+	// Switching the coach is a write too (each switch is an event).
+	_, err = author.Pod.SetCoach(context.Background(), connect.NewRequest(&podsv1.SetCoachRequest{PodId: pod.Id, Enabled: false}))
+	wantCode(t, err, connect.CodeResourceExhausted)
 	// Someone else is not slowed down.
 	e.createPod(other, 4)
 }

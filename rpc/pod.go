@@ -120,6 +120,9 @@ func (s podService) SetCoach(ctx context.Context, req *connect.Request[podsv1.Se
 	if err != nil {
 		return nil, err
 	}
+	if err := s.writes.allow(UserID(ctx)); err != nil {
+		return nil, err
+	}
 	err = db.PodSetCoach(ctx, s.pool, podID, UserID(ctx), req.Msg.Enabled)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, errPodNotFound
