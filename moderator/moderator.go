@@ -187,6 +187,9 @@ func (c *Coach) enqueueReminders(ctx context.Context, tx db.Tx, now time.Time) e
 		return err
 	}
 	if _, err := db.EnqueueReminderJobs(ctx, sp, now); err != nil {
+		if ctx.Err() != nil { // shutting down
+			return err
+		}
 		c.log.Error("coach: reminder scan failed", "err", err)
 		return sp.Rollback(ctx)
 	}

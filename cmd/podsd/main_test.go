@@ -9,11 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -114,35 +114,22 @@ type node struct {
 // start starts a node named name and waits until it serves. The node is
 // stopped with SIGTERM (and checked for a clean exit) when the test ends.
 func (dep *deployment) start(name string) *node {
-	t := dep.t
-	t.Helper()
-	var lastErr error
-	for range 3 { // another process may take the free port first
-		n, err := dep.tryStart(name)
-		if err == nil {
-			t.Cleanup(n.stop)
-			return n
-		}
-		lastErr = err
-		if !strings.Contains(n.log.String(), "address already in use") {
-			break
-		}
+	dep.t.Helper()
+	n, err := dep.tryStart(name)
+	if err != nil {
+		dep.t.Fatalf("node %s: %v", name, err)
 	}
-	t.Fatalf("starting node %s: %v", name, lastErr)
-	return nil
+	return n
 }
 
+// tryStart is start for any goroutine: it returns the error. The node
+// listens on a port of its own choosing, which its log names: a port found
+// free beforehand may be taken by another process before the node binds
+// it, and a health check would then reach that process.
 func (dep *deployment) tryStart(name string) (*node, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return &node{log: &syncBuffer{}}, err
-	}
-	n := &node{
-		t: dep.t, name: name, id: dep.prefix + "-" + name, url: "http://" + addr,
-		exited: make(chan struct{}), log: &syncBuffer{},
-	}
+	n := &node{t: dep.t, name: name, id: dep.prefix + "-" + name, exited: make(chan struct{}), log: &syncBuffer{}}
 	n.cmd = exec.Command(dep.bin,
-		"--addr", addr,
+		"--addr", "127.0.0.1:0",
 		"--database-url", dep.dbURL,
 		"--node-id", n.id,
 		"--change-source", dep.source,
@@ -157,19 +144,18 @@ func (dep *deployment) tryStart(name string) (*node, error) {
 	// A node must not outlive a test binary that dies.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
-		return n, err
+		return nil, err
 	}
 	go func() {
 		n.err = n.cmd.Wait()
 		close(n.exited)
 	}()
-	if err := n.waitServing(60 * time.Second); err != nil {
-		n.cmd.Process.Kill()
-		<-n.exited
-		return n, fmt.Errorf("%w\n%s", err, n.log.String())
-	}
-	return n, nil
+	dep.t.Cleanup(n.stop)
+	return n, n.waitServing(60 * time.Second)
 }
+
+// listeningAt finds the address in podsd's "podsd listening" log line.
+var listeningAt = regexp.MustCompile(`msg="podsd listening" addr=(\S+)`)
 
 // presenceGrace is every node's --presence-grace.
 const presenceGrace = time.Second
@@ -188,21 +174,27 @@ func nodeEnv() []string {
 	return env
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// waitServing polls the node's gRPC health check until it answers SERVING.
+// waitServing waits for the node's log to name the address it listens on,
+// then polls its gRPC health check until it answers SERVING.
 func (n *node) waitServing(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for n.url == "" {
+		if m := listeningAt.FindStringSubmatch(n.log.String()); m != nil {
+			n.url = "http://" + m[1]
+			break
+		}
+		select {
+		case <-n.exited:
+			return fmt.Errorf("podsd exited: %v\n%s", n.err, n.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("podsd not listening after %v", timeout)
+		}
+	}
 	transport := &http.Transport{Protocols: h2cOnly()}
 	defer transport.CloseIdleConnections()
 	health := grpchealth.NewClient(&http.Client{Transport: transport}, n.url)
-	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		res, err := health.Check(ctx, &grpchealth.CheckRequest{})
