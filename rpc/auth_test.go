@@ -299,3 +299,19 @@ func TestPasswordGuessingIsLimitedPerHandle(t *testing.T) {
 		t.Fatalf("another handle: %v", err)
 	}
 }
+
+// A request far larger than any the API takes is refused before it is
+// read in full (found by a review: a 128 MiB anonymous log-in was read and
+// decoded); the largest real ones pass.
+func TestAnOversizedRequestIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	_, err := e.anonymous().Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{
+		Handle: "someone", Password: strings.Repeat("x", 1<<20)}))
+	wantCode(t, err, connect.CodeResourceExhausted)
+
+	author := e.signUp()
+	pod := e.createPod(author, 4)
+	e.send(author, pod.Id, "long", strings.Repeat("😀", 4000)) // 16,000 bytes
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -24,12 +25,24 @@ const (
 
 var b64 = base64.RawStdEncoding
 
+// argonSlots bounds the hashes computed at once: each holds its memory
+// (19 MiB by default) and a CPU, so that more at once (a flood of sign-ups
+// or log-ins) would only add memory.
+var argonSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// argonKey is argon2.IDKey, waiting for a free slot.
+func argonKey(password, salt []byte, passes, memoryKiB uint32, threads uint8, keyLen uint32) []byte {
+	argonSlots <- struct{}{}
+	defer func() { <-argonSlots }()
+	return argon2.IDKey(password, salt, passes, memoryKiB, threads, keyLen)
+}
+
 // hashPassword returns an argon2id hash of password in PHC string format,
 // using memoryKiB of memory.
 func hashPassword(password string, memoryKiB uint32) string {
 	salt := make([]byte, argonSaltLen)
 	rand.Read(salt)
-	key := argon2.IDKey([]byte(password), salt, argonTime, memoryKiB, argonThreads, argonKeyLen)
+	key := argonKey([]byte(password), salt, argonTime, memoryKiB, argonThreads, argonKeyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, memoryKiB, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
@@ -58,6 +71,6 @@ func checkPassword(password, hash string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("decoding key: %w", err)
 	}
-	got := argon2.IDKey([]byte(password), salt, passes, memory, threads, uint32(len(want)))
+	got := argonKey([]byte(password), salt, passes, memory, threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }

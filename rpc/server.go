@@ -114,6 +114,9 @@ func New(cfg Config) *Server {
 // compressMinBytes is the smallest message worth compressing.
 const compressMinBytes = 2048
 
+// maxRequestBytes bounds a request message, after decompression.
+const maxRequestBytes = 64 << 10
+
 // Handler returns every service, plus gRPC health checking and reflection
 // (for grpcurl and buf curl), on one mux.
 func (s *Server) Handler() http.Handler {
@@ -122,6 +125,9 @@ func (s *Server) Handler() http.Handler {
 		// Chat events are a few hundred bytes: gzip would cost more CPU
 		// (a compressor reset per message) than it saves on the wire.
 		connect.WithCompressMinBytes(compressMinBytes),
+		// No request is near this (a message body is at most 16 KB); a
+		// larger one is refused before it is read in full.
+		connect.WithReadMaxBytes(maxRequestBytes),
 	)
 	mux := http.NewServeMux()
 	mux.Handle(podsv1connect.NewAuthServiceHandler(authService{s}, opts))
