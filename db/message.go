@@ -94,10 +94,36 @@ func messageSend(ctx context.Context, q Querier, p MessageSendParams) SendResult
 	if err != nil {
 		return SendResult{Err: translate(err, "finding message by idempotency key")}
 	}
-	if m.PodID != p.PodID || m.Body != p.Body || m.Humor != p.Humor {
+	if m.PodID != p.PodID {
 		return SendResult{Err: ErrIdempotencyMismatch}
 	}
+	if m.Body != p.Body || m.Humor != p.Humor {
+		// Edited since, perhaps: a retry repeats what was stored first,
+		// which the message's message_created event keeps.
+		same, err := sentFirstAs(ctx, q, m, p)
+		if err != nil {
+			return SendResult{Err: err}
+		}
+		if !same {
+			return SendResult{Err: ErrIdempotencyMismatch}
+		}
+	}
 	return SendResult{Message: m}
+}
+
+// sentFirstAs reports whether m, as first stored, had p's body and humor.
+func sentFirstAs(ctx context.Context, q Querier, m Message, p MessageSendParams) (bool, error) {
+	var body string
+	var humor bool
+	err := q.QueryRow(ctx, `SELECT payload->>'body', (payload->>'humor')::boolean FROM events
+		WHERE pod_id = $1 AND seq = $2 AND kind = 'message_created'`, m.PodID, m.Seq).Scan(&body, &humor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err, "reading the message as first stored")
+	}
+	return body == p.Body && humor == p.Humor, nil
 }
 
 // CreatedEvent is the message_created event the insert trigger wrote for m.

@@ -127,6 +127,37 @@ func TestEditMessage(t *testing.T) {
 	}
 }
 
+// A retry of SendMessage after the message was edited (the first answer was
+// lost, and another device edited the message) returns the message; a
+// different message under the same key is still refused (found by a
+// review: the retry got already_exists).
+func TestSendRetriedAfterAnEditReturnsTheMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ana := e.signUp()
+	pod := e.createPod(ana, 4)
+	humor := true
+	for _, change := range []struct {
+		key, body string
+		humor     *bool
+	}{{"k1", "hello", nil}, {"k2", "helo", &humor}} {
+		m := e.send(ana, pod.Id, change.key, "helo")
+		if _, err := edit(ana, m.Id, change.body, change.humor); err != nil {
+			t.Fatal(err)
+		}
+		retry := func(body string) (*connect.Response[podsv1.SendMessageResponse], error) {
+			return ana.Chat.SendMessage(context.Background(), connect.NewRequest(&podsv1.SendMessageRequest{
+				PodId: pod.Id, IdempotencyKey: change.key, Body: body}))
+		}
+		res, err := retry("helo")
+		if err != nil || res.Msg.Message.Id != m.Id {
+			t.Fatalf("%s: retry after the edit: %v, %v", change.key, res, err)
+		}
+		_, err = retry("something else")
+		wantCode(t, err, connect.CodeAlreadyExists)
+	}
+}
+
 func TestEditMessageRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, rpc.Config{})
