@@ -200,6 +200,48 @@ func TestTypingIsDeliveredAndNeverReplayed(t *testing.T) {
 	wantCode(t, err, connect.CodeResourceExhausted)
 }
 
+// Unread counts start at the join: messages from before a member joined
+// (or while they were away) are not unread, as their stream never carries
+// them (found by a review: a new member had the pod's whole history
+// unread, a member who joined again had everything unread again).
+func TestUnreadCountsStartAtTheJoin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	ana, ben := e.signUp(), e.signUp()
+	pod := e.createPod(ana, 4)
+	e.join(ben, pod)
+	for _, body := range []string{"one", "two", "three"} {
+		e.send(ana, pod.Id, body, body)
+	}
+	unread := func(c *client) int64 {
+		t.Helper()
+		list, err := c.Pod.ListPods(ctx, connect.NewRequest(&podsv1.ListPodsRequest{}))
+		if err != nil || len(list.Msg.Pods) != 1 {
+			t.Fatalf("ListPods: %v, %v", list, err)
+		}
+		return list.Msg.Pods[0].UnreadCount
+	}
+	if n := unread(ben); n != 3 {
+		t.Fatalf("ben: %d unread, want 3", n)
+	}
+	cy := e.signUp()
+	e.join(cy, pod)
+	if n := unread(cy); n != 0 {
+		t.Fatalf("a new member: %d unread, want 0", n)
+	}
+	e.leave(ben, pod.Id)
+	e.send(ana, pod.Id, "away", "while ben was away")
+	e.join(ben, pod)
+	if n := unread(ben); n != 0 {
+		t.Fatalf("ben, back: %d unread, want 0", n)
+	}
+	e.send(ana, pod.Id, "back", "welcome back")
+	if n := unread(ben); n != 1 {
+		t.Fatalf("ben, back: %d unread, want 1", n)
+	}
+}
+
 func TestUnreadCountsAcrossDevices(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, rpc.Config{})
