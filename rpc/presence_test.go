@@ -122,6 +122,31 @@ func TestDeadNodesUsersGoOfflineWhenItsLeaseEnds(t *testing.T) {
 	}
 }
 
+// A node that crashed and came back under its id within its lease (a fixed
+// --node-id) does not keep its old streams' users online: they were
+// recorded as open on a node that looks alive (found by a review: those
+// users stayed online for good).
+func TestANodeRestartedUnderItsIdTakesItsOldStreamsUsersOffline(t *testing.T) {
+	t.Parallel()
+	d := dbtest.New(t)
+	e := newEnvOn(t, d, rpc.Config{}, fastPresence)
+	ana, ben := e.signUp(), e.signUp()
+	pod := e.createPod(ana, 4)
+	e.join(ben, pod)
+	anaStream := e.subscribe(ana, nil)
+	anaStream.ready()
+	// Ben's stream was on a node that crashed a moment ago.
+	e.exec(`WITH n AS (INSERT INTO nodes (id, lease_until) VALUES ('restarted', now() + interval '1 minute')),
+		     s AS (INSERT INTO presence_streams (node_id, stream_id, user_id) VALUES ('restarted', gen_random_uuid(), $1))
+		INSERT INTO presence (user_id, online, last_opened) VALUES ($1, true, now() - interval '1 minute')`, ben.user.Id)
+	cfg := fastPresence
+	cfg.NodeID = "restarted"
+	newEnvOn(t, d, rpc.Config{}, cfg)
+	if p := anaStream.nextPresence(); p.UserId != ben.user.Id || p.Online {
+		t.Fatalf("got %v, want ben offline", p)
+	}
+}
+
 // A live node whose row was swept (its lease ran out: a renewal came too
 // late) records its open streams again, also when a stream's start made
 // the row again before the node renewed its lease.

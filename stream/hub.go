@@ -182,11 +182,16 @@ func (h *Hub) Close() {
 	h.closeOnce.Do(func() { close(h.closing) })
 }
 
-// Prepare sets the database up for the change source: it turns the events
-// trigger's NOTIFY on or off (refusing to while another live node uses the
-// other source), and for the WAL source checks that the server can stream
-// logical replication.
+// Prepare sets the database up for the node and its change source: it
+// removes what an earlier process under the node's id left (its streams,
+// if it crashed: their users go offline unless they come back), turns the
+// events trigger's NOTIFY on or off (refusing to while another live node
+// uses the other source), and for the WAL source checks that the server
+// can stream logical replication.
 func (h *Hub) Prepare(ctx context.Context) error {
+	if err := db.NodeRemove(ctx, h.cfg.Pool, h.cfg.NodeID); err != nil {
+		return err
+	}
 	switch h.cfg.ChangeSource {
 	case SourceNotify:
 		return db.UseNotify(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, true)
