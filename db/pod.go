@@ -292,16 +292,16 @@ var ErrNotOwner = errors.New("only the pod's owner may do this")
 // owner may; deleting a pod the same owner already deleted succeeds. A pod
 // the user is not a member of is ErrNotFound; a member who is not the owner
 // gets ErrNotOwner.
-func PodDelete(ctx context.Context, q Querier, podID, userID string) error {
+func PodDelete(ctx context.Context, pool *Pool, podID, userID string) error {
 	var ownerID string
 	var member bool
-	err := q.QueryRow(ctx, `
+	err := pool.QueryRow(ctx, `
 		SELECT p.owner_id, EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = p.id AND m.user_id = $2)
 		FROM pods p WHERE p.id = $1`, podID, userID).Scan(&ownerID, &member)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Gone already: a retry by the owner who deleted it succeeds.
 		var deleted bool
-		err = q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deleted_pods WHERE pod_id = $1 AND owner_id = $2)`,
+		err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deleted_pods WHERE pod_id = $1 AND owner_id = $2)`,
 			podID, userID).Scan(&deleted)
 		if err == nil && !deleted {
 			return fmt.Errorf("deleting pod: %w", ErrNotFound)
@@ -316,13 +316,21 @@ func PodDelete(ctx context.Context, q Querier, podID, userID string) error {
 	case ownerID != userID:
 		return ErrNotOwner
 	}
-	// The owner check and the delete are one statement, so a concurrent
-	// change of owner cannot slip between them.
-	tag, err := q.Exec(ctx, `DELETE FROM pods WHERE id = $1 AND owner_id = $2`, podID, userID)
-	if err == nil && tag.RowsAffected() == 0 {
-		return ErrNotOwner
-	}
-	return translate(err, "deleting pod")
+	return InTx(ctx, pool, func(tx Tx) error {
+		// The pod's messages first, then the pod (the delete), the order in
+		// which edits, reactions and message deletes lock them: the other
+		// order deadlocked with them.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM messages WHERE pod_id = $1 FOR UPDATE`, podID); err != nil {
+			return translate(err, "locking the pod's messages")
+		}
+		// The owner check and the delete are one statement, so a concurrent
+		// change of owner cannot slip between them.
+		tag, err := tx.Exec(ctx, `DELETE FROM pods WHERE id = $1 AND owner_id = $2`, podID, userID)
+		if err == nil && tag.RowsAffected() == 0 {
+			return ErrNotOwner
+		}
+		return translate(err, "deleting pod")
+	})
 }
 
 // PodsOfUser lists the pods userID is a member of, oldest membership
