@@ -147,6 +147,45 @@ func TestANodeRestartedUnderItsIdTakesItsOldStreamsUsersOffline(t *testing.T) {
 	}
 }
 
+// A stream whose end failed to record (the database failed at that moment)
+// has it recorded at the node's next lease renewal, and its user goes
+// offline: nothing else would end the record while the node lives (found
+// by a review).
+func TestAStreamEndThatFailedToRecordIsRecordedLater(t *testing.T) {
+	t.Parallel()
+	cfg := fastPresence
+	cfg.RenewInterval = 50 * time.Millisecond
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, cfg)
+	ana, ben := e.signUp(), e.signUp()
+	pod := e.createPod(ana, 4)
+	e.join(ben, pod)
+	anaStream := e.subscribe(ana, nil)
+	anaStream.ready()
+	benStream := e.subscribe(ben, nil)
+	benStream.ready()
+	if p := anaStream.nextPresence(); p.UserId != ben.user.Id || !p.Online {
+		t.Fatalf("got %v, want ben online", p)
+	}
+	// Recording the end of ben's stream fails until the trigger goes; the
+	// sequence (not rolled back) counts the attempts.
+	e.exec(`CREATE SEQUENCE close_attempts`)
+	e.exec(`CREATE FUNCTION refuse_close() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM nextval('close_attempts'); RAISE EXCEPTION 'the database is not there'; END $$`)
+	e.exec(`CREATE TRIGGER refuse_close BEFORE DELETE ON presence_streams FOR EACH ROW EXECUTE FUNCTION refuse_close()`)
+	benStream.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.count(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM close_attempts`) < 2 { // the close and a renewal
+		if time.Now().After(deadline) {
+			t.Fatal("the stream's end was not recorded twice")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.exec(`DROP TRIGGER refuse_close ON presence_streams`)
+	if p := anaStream.nextPresence(); p.UserId != ben.user.Id || p.Online {
+		t.Fatalf("got %v, want ben offline", p)
+	}
+}
+
 // A live node whose row was swept (its lease ran out: a renewal came too
 // late) records its open streams again, also when a stream's start made
 // the row again before the node renewed its lease.

@@ -94,6 +94,7 @@ type Hub struct {
 	dirty     map[string]time.Time // pods that may have unread events → since when
 	wake      chan struct{}        // cap 1: dirty pods are waiting
 	streams   map[string]string    // open stream id → user id, for presence
+	unclosed  map[string]string    // ended streams whose end failed to record → user id
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
@@ -168,6 +169,7 @@ func NewHub(cfg Config) *Hub {
 		dirty:            make(map[string]time.Time),
 		wake:             make(chan struct{}, 1),
 		streams:          make(map[string]string),
+		unclosed:         make(map[string]string),
 
 		closing: make(chan struct{}),
 	}

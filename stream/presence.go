@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -61,11 +62,13 @@ func (h *Hub) keepPresence(ctx context.Context) {
 	}
 }
 
-// renewLease extends the node's lease. If the node's row is not the one
-// the last renewal saw (its lease had expired and a sweep removed it, with
-// its streams; this renewal or a stream's start made it again), its open
+// renewLease extends the node's lease and records the ends of streams
+// that failed to record them. If the node's row is not the one the last
+// renewal saw (its lease had expired and a sweep removed it, with its
+// streams; this renewal or a stream's start made it again), its open
 // streams are recorded again.
 func (h *Hub) renewLease(ctx context.Context) {
+	h.recordUnclosed(ctx)
 	started, err := db.NodeRenew(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -100,6 +103,24 @@ func (h *Hub) renewLease(ctx context.Context) {
 		}
 	}
 	h.nodeStarted = started
+}
+
+// recordUnclosed records the ends of streams whose end failed to record.
+func (h *Hub) recordUnclosed(ctx context.Context) {
+	h.mu.Lock()
+	unclosed := maps.Clone(h.unclosed)
+	h.mu.Unlock()
+	for id, user := range unclosed {
+		if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, id, user); err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("stream: recording stream end", "err", err)
+			}
+			return
+		}
+		h.mu.Lock()
+		delete(h.unclosed, id)
+		h.mu.Unlock()
+	}
 }
 
 // ephemeral turns a notification of an ephemeral event into deliveries.
@@ -169,8 +190,12 @@ func (h *Hub) openPresence(ctx context.Context, userID string) (func(), error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, streamID, userID); err != nil {
-			// The lease ends it if this node cannot.
+			// The next lease renewal tries again; while the node lives,
+			// nothing else would end the stream's record.
 			h.log.Warn("stream: recording stream end", "err", err)
+			h.mu.Lock()
+			h.unclosed[streamID] = userID
+			h.mu.Unlock()
 		}
 	}
 	if err := db.StreamOpened(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, streamID, userID); err != nil {
