@@ -86,6 +86,22 @@ func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, 
 	return tag.RowsAffected(), translate(err, "enqueueing reminder jobs")
 }
 
+// PruneCoachJobs deletes up to limit done jobs that ran before before and
+// whose key cannot come back, so that the table does not grow for good (a
+// reminder a member a day). before must be past every scan's reach: a
+// reminder's key names a local date, a conflict's blocks the pod for the
+// cooldown; a quiet job's names the pod's spoke_seq, which only grows, so
+// one goes once its pod has spoken since.
+func PruneCoachJobs(ctx context.Context, q Querier, before time.Time, limit int) (int64, error) {
+	tag, err := q.Exec(ctx, `
+		DELETE FROM coach_jobs WHERE id IN (
+			SELECT j.id FROM coach_jobs j JOIN pods p ON p.id = j.pod_id
+			WHERE j.done_at IS NOT NULL AND j.run_at < $1
+			  AND (j.kind <> 'quiet' OR split_part(j.key, ':', 3)::bigint < p.spoke_seq)
+			LIMIT $2)`, before, limit)
+	return tag.RowsAffected(), translate(err, "pruning coach jobs")
+}
+
 // UnscoredMessage is a recent message the hostility scorer has not seen.
 type UnscoredMessage struct {
 	ID, PodID, Body string

@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -224,6 +225,53 @@ func TestCoachScansSkipJobsQueuedAlready(t *testing.T) {
 		}
 		if taken := lastJobID() - before; taken != n {
 			t.Errorf("%s: queued %d jobs and took %d job ids", scan.name, n, taken)
+		}
+	}
+}
+
+// TestPruneCoachJobsKeepsWhatAScanCouldQueueAgain: done jobs older than the
+// cut-off go, unless their key could come back (a quiet spell still
+// going on); jobs not done, or newer, stay.
+func TestPruneCoachJobsKeepsWhatAScanCouldQueueAgain(t *testing.T) {
+	t.Parallel()
+	f := newBatchFixture(t)
+	ctx := context.Background()
+	sendOne(t, f, f.podA, "spoke") // pod A's spoke_seq moves past its quiet job's
+	var spokeA, spokeB int64
+	if err := f.pool.QueryRow(ctx, `SELECT (SELECT spoke_seq FROM pods WHERE id = $1), (SELECT spoke_seq FROM pods WHERE id = $2)`,
+		f.podA, f.podB).Scan(&spokeA, &spokeB); err != nil {
+		t.Fatal(err)
+	}
+	old, recent := time.Now().Add(-30*24*time.Hour), time.Now()
+	jobs := []struct {
+		key, pod, kind string
+		runAt          time.Time
+		done, pruned   bool
+	}{
+		{"reminder:old", f.podA, "reminder", old, true, true},
+		{"reminder:recent", f.podA, "reminder", recent, true, false},
+		{"reminder:old-not-done", f.podA, "reminder", old, false, false},
+		{"conflict:old", f.podB, "conflict", old, true, true},
+		{fmt.Sprintf("quiet:%s:%d", f.podA, spokeA-1), f.podA, "quiet", old, true, true}, // the pod spoke since
+		{fmt.Sprintf("quiet:%s:%d", f.podB, spokeB), f.podB, "quiet", old, true, false},  // still quiet
+	}
+	for _, j := range jobs {
+		if _, err := f.pool.Exec(ctx, `INSERT INTO coach_jobs (key, pod_id, kind, run_at, done_at)
+			VALUES ($1, $2, $3, $4::timestamptz, CASE WHEN $5 THEN $4::timestamptz END)`, j.key, j.pod, j.kind, j.runAt, j.done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := db.PruneCoachJobs(ctx, f.pool, time.Now().Add(-7*24*time.Hour), 100)
+	if err != nil || n != 3 {
+		t.Fatalf("pruned %d (%v), want 3", n, err)
+	}
+	for _, j := range jobs {
+		var left bool
+		if err := f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM coach_jobs WHERE key = $1)`, j.key).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == j.pruned {
+			t.Errorf("%s: still there %v, want %v", j.key, left, !j.pruned)
 		}
 	}
 }

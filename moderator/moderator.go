@@ -70,9 +70,9 @@ type Coach struct {
 	scorer        *Scorer
 	interventions *prometheus.CounterVec // by trigger and source
 	// Scheduler state, while this node holds the scheduler's lock: when it
-	// last scanned for quiet pods and reminders, and where the next scan
-	// for unscored messages starts.
-	scanned, scoreFrom time.Time
+	// last scanned for quiet pods and reminders, where the next scan for
+	// unscored messages starts, and when it last pruned done jobs.
+	scanned, scoreFrom, pruned time.Time
 }
 
 // scoreSlack bounds how far back the scorer looks again for messages that
@@ -91,6 +91,16 @@ const (
 
 // Job attempts before a job is given up.
 const maxAttempts = 5
+
+// Done jobs are kept for jobRetention (or the cooldown or conflict window,
+// if longer), then pruned every pruneInterval, pruneLimit a transaction: a
+// backlog (after an upgrade from a version that kept them) goes one tick
+// at a time.
+const (
+	jobRetention  = 7 * 24 * time.Hour
+	pruneInterval = time.Hour
+	pruneLimit    = 10_000
+)
 
 // New returns a coach for cfg.
 func New(cfg Config) *Coach {
@@ -156,8 +166,18 @@ func (c *Coach) Step(ctx context.Context) error {
 // schedule turns triggers into jobs.
 func (c *Coach) schedule(ctx context.Context) error {
 	now := c.cfg.Now()
-	scanned, scoreFrom := c.scanned, c.scoreFrom
+	scanned, scoreFrom, pruned := c.scanned, c.scoreFrom, c.pruned
 	locked, err := db.CoachLock(ctx, c.cfg.Pool, func(tx db.Tx) error {
+		if now.Sub(c.pruned) >= pruneInterval {
+			before := now.Add(-max(jobRetention, c.cfg.Cooldown, c.cfg.ConflictWindow))
+			n, err := db.PruneCoachJobs(ctx, tx, before, pruneLimit)
+			if err != nil {
+				return err
+			}
+			if n < pruneLimit { // else more are left: again at the next tick
+				pruned = now
+			}
+		}
 		if now.Sub(c.scanned) >= c.cfg.ScanInterval {
 			if _, err := db.EnqueueQuietJobs(ctx, tx, now, c.cfg.QuietAfter); err != nil {
 				return err
@@ -172,7 +192,7 @@ func (c *Coach) schedule(ctx context.Context) error {
 		return err
 	})
 	if locked && err == nil { // what the transaction did is committed
-		c.scanned, c.scoreFrom = scanned, scoreFrom
+		c.scanned, c.scoreFrom, c.pruned = scanned, scoreFrom, pruned
 	}
 	return err
 }

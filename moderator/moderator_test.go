@@ -236,6 +236,24 @@ func TestAZoneTheDatabaseDoesNotKnowStopsOnlyReminders(t *testing.T) {
 	}
 }
 
+// The scheduler prunes done jobs a week old, so that coach_jobs does not
+// grow for good (one reminder a member a day).
+func TestTheSchedulerPrunesOldDoneJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, "UTC")
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	if _, err := w.d.Pool.Exec(ctx, `INSERT INTO coach_jobs (key, pod_id, kind, run_at, done_at)
+		VALUES ('reminder:old', $1, 'reminder', $2, $2)`, w.pod.ID, old); err != nil {
+		t.Fatal(err)
+	}
+	w.step(w.coach(moderator.Config{}))
+	var left int
+	if err := w.d.Pool.QueryRow(ctx, `SELECT count(*) FROM coach_jobs WHERE key = 'reminder:old'`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("the old done job is still there (%d, %v)", left, err)
+	}
+}
+
 func TestConflictGetsOneCalmIntervention(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "UTC")
