@@ -97,7 +97,7 @@ func PruneCoachJobs(ctx context.Context, q Querier, before time.Time, limit int)
 		DELETE FROM coach_jobs WHERE id IN (
 			SELECT j.id FROM coach_jobs j JOIN pods p ON p.id = j.pod_id
 			WHERE j.done_at IS NOT NULL AND j.run_at < $1
-			  AND (j.kind <> 'quiet' OR split_part(j.key, ':', 3)::bigint < p.spoke_seq)
+			  AND CASE WHEN j.kind = 'quiet' THEN split_part(j.key, ':', 3)::bigint < p.spoke_seq ELSE true END
 			LIMIT $2)`, before, limit)
 	return tag.RowsAffected(), translate(err, "pruning coach jobs")
 }
