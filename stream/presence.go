@@ -80,10 +80,7 @@ func (h *Hub) renewLease(ctx context.Context) {
 		return
 	}
 	h.mu.Lock()
-	open := make(map[string]string, len(h.streams))
-	for id, user := range h.streams {
-		open[id] = user
-	}
+	open := maps.Clone(h.streams)
 	h.mu.Unlock()
 	for id, user := range open {
 		if err := db.StreamOpened(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, id, user); err != nil {
@@ -97,29 +94,34 @@ func (h *Hub) renewLease(ctx context.Context) {
 		_, stillOpen := h.streams[id]
 		h.mu.Unlock()
 		if !stillOpen {
-			if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, id, user); err != nil {
-				h.log.Warn("stream: recording stream end", "err", err)
-			}
+			h.recordClosed(ctx, id, user)
 		}
 	}
 	h.nodeStarted = started
+}
+
+// recordClosed records the end of a stream. If that fails, the next lease
+// renewal tries again: while the node lives, nothing else would end the
+// stream's record, and its user would stay online.
+func (h *Hub) recordClosed(ctx context.Context, streamID, userID string) {
+	if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, streamID, userID); err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn("stream: recording stream end", "err", err)
+		}
+		h.mu.Lock()
+		h.unclosed[streamID] = userID
+		h.mu.Unlock()
+	}
 }
 
 // recordUnclosed records the ends of streams whose end failed to record.
 func (h *Hub) recordUnclosed(ctx context.Context) {
 	h.mu.Lock()
 	unclosed := maps.Clone(h.unclosed)
+	clear(h.unclosed)
 	h.mu.Unlock()
 	for id, user := range unclosed {
-		if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, id, user); err != nil {
-			if ctx.Err() == nil {
-				h.log.Warn("stream: recording stream end", "err", err)
-			}
-			return
-		}
-		h.mu.Lock()
-		delete(h.unclosed, id)
-		h.mu.Unlock()
+		h.recordClosed(ctx, id, user)
 	}
 }
 
@@ -189,14 +191,7 @@ func (h *Hub) openPresence(ctx context.Context, userID string) (func(), error) {
 		h.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := db.StreamClosed(ctx, h.cfg.Pool, h.cfg.NodeID, streamID, userID); err != nil {
-			// The next lease renewal tries again; while the node lives,
-			// nothing else would end the stream's record.
-			h.log.Warn("stream: recording stream end", "err", err)
-			h.mu.Lock()
-			h.unclosed[streamID] = userID
-			h.mu.Unlock()
-		}
+		h.recordClosed(ctx, streamID, userID)
 	}
 	if err := db.StreamOpened(ctx, h.cfg.Pool, h.cfg.NodeID, h.cfg.LeaseTTL, streamID, userID); err != nil {
 		closeStream()

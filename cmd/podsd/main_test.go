@@ -181,7 +181,7 @@ func (n *node) waitServing(timeout time.Duration) error {
 	for n.url == "" {
 		if m := listeningAt.FindStringSubmatch(n.log.String()); m != nil {
 			n.url = "http://" + m[1]
-			break
+			continue
 		}
 		select {
 		case <-n.exited:
