@@ -9,6 +9,7 @@ package db
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -94,7 +95,11 @@ func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
 	w := &Writers{noticeWindow: writerNoticeWindow, conns: make(map[uint32]*writerConn)}
 	cfg := pool.Config()
 	cfg.MaxConns = max(n, 1)
-	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+	cfg.MinConns = cfg.MaxConns // opened in the background, and warmed up
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if err := warmUp(ctx, c); err != nil && c.IsClosed() {
+			return err
+		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.conns[c.PgConn().PID()] = &writerConn{conn: c}
@@ -123,6 +128,41 @@ func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
 	return w, nil
 }
 
+// warmUp sends a message on c in a transaction it rolls back, alone and in
+// a batch, so that the connection's first real write does not wait while
+// its backend loads the catalog, compiles the triggers and plans the
+// statements (7–17 ms, against 0.5 ms once warm). Nothing it writes is
+// seen by anyone or kept. An error leaves c cold but usable, unless closed.
+func warmUp(ctx context.Context, c *pgx.Conn) error {
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // what matters is that nothing is kept
+	name := "pods-warm-up-" + rand.Text()
+	u, err := UserInsert(ctx, tx, UserInsertParams{Handle: name, DisplayName: name, Timezone: "UTC"})
+	if err != nil {
+		return err
+	}
+	var podID string
+	if err := tx.QueryRow(ctx, `INSERT INTO pods (name, habit, invite_code, owner_id)
+			VALUES ($1, $1, $1, $2) RETURNING id`, name, u.ID).Scan(&podID); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO memberships (pod_id, user_id, role) VALUES ($1, $2, $3)`,
+		podID, u.ID, RoleOwner); err != nil {
+		return err
+	}
+	p := MessageSendParams{PodID: podID, AuthorID: u.ID, IdempotencyKey: name, Body: name}
+	if r := messageSend(ctx, tx, p); r.Err != nil {
+		return r.Err
+	}
+	p2 := p
+	p.IdempotencyKey, p2.IdempotencyKey = name+"-1", name+"-2"
+	_, err = insertMessages(ctx, tx, []MessageSendParams{p, p2})
+	return err
+}
+
 // update changes what w knows of connection c, if it knows c.
 func (w *Writers) update(c *pgx.Conn, change func(*writerConn)) {
 	w.mu.Lock()
@@ -143,15 +183,32 @@ func (w *Writers) Owns(pid uint32) bool {
 }
 
 // Forget makes w own no backend of its current connections, and closes
-// them (those in use once released); the writers connect anew as they
-// write. After a reconnect (Postgres may have restarted and be handing out
-// the PIDs of the writers' dead backends), nothing from before passes for
-// theirs.
+// them (those in use once released); new ones are opened and warmed up in
+// the background. After a reconnect (Postgres may have restarted and be
+// handing out the PIDs of the writers' dead backends), nothing from before
+// passes for theirs.
 func (w *Writers) Forget() {
 	w.mu.Lock()
 	clear(w.conns)
 	w.mu.Unlock()
 	w.pool.Reset()
+	go w.fill()
+}
+
+// fill opens the pool's connections now, rather than at the next writes:
+// each new one is warmed up before it is handed out.
+func (w *Writers) fill() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range w.pool.Config().MaxConns {
+		wg.Go(func() {
+			if c, err := w.pool.Acquire(ctx); err == nil {
+				c.Release()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // NewMessageBatcher returns a batcher writing on w, with as many writers as

@@ -54,26 +54,11 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams, repor
 	}
 	slices.SortStableFunc(fast, func(a, b int) int { return cmp.Compare(ps[a].PodID, ps[b].PodID) })
 
-	pods, authors, keys, bodies, humors := make([]string, len(fast)), make([]string, len(fast)),
-		make([]string, len(fast)), make([]string, len(fast)), make([]bool, len(fast))
+	batch := make([]MessageSendParams, len(fast))
 	for j, i := range fast {
-		pods[j], authors[j], keys[j], bodies[j], humors[j] = ps[i].PodID, ps[i].AuthorID, ps[i].IdempotencyKey, ps[i].Body, ps[i].Humor
+		batch[j] = ps[i]
 	}
-	// One statement is one transaction: no BEGIN and COMMIT round trips.
-	rows, err := pool.Query(ctx, `
-		INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
-		SELECT t.pod_id, t.author_id, t.idempotency_key, t.body, t.humor
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[])
-			WITH ORDINALITY AS t(pod_id, author_id, idempotency_key, body, humor, n)
-		WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = t.pod_id AND m.user_id = t.author_id)
-		  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.author_id = t.author_id AND m.idempotency_key = t.idempotency_key)
-		  AND NOT EXISTS (SELECT 1 FROM deleted_message_keys d WHERE d.author_id = t.author_id AND d.idempotency_key = t.idempotency_key)
-		ORDER BY t.n
-		RETURNING `+messageColumns, pods, authors, keys, bodies, humors)
-	var inserted []Message
-	if err == nil {
-		inserted, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) { return scanMessage(r) })
-	}
+	inserted, err := insertMessages(ctx, pool, batch)
 	if err == nil {
 		for _, m := range inserted {
 			// A key spelled differently by the database (a UUID in upper
@@ -93,6 +78,32 @@ func MessagesSend(ctx context.Context, pool *Pool, ps []MessageSendParams, repor
 		results[i] = messageSendReporting(ctx, pool, p, report)
 	}
 	return results
+}
+
+// insertMessages inserts ps's messages in one statement, in their order,
+// but for those whose author is not a member of their pod or whose key is
+// taken (by a message or a deleted one), and returns the inserted ones.
+func insertMessages(ctx context.Context, q Querier, ps []MessageSendParams) ([]Message, error) {
+	pods, authors, keys, bodies, humors := make([]string, len(ps)), make([]string, len(ps)),
+		make([]string, len(ps)), make([]string, len(ps)), make([]bool, len(ps))
+	for i, p := range ps {
+		pods[i], authors[i], keys[i], bodies[i], humors[i] = p.PodID, p.AuthorID, p.IdempotencyKey, p.Body, p.Humor
+	}
+	// One statement is one transaction: no BEGIN and COMMIT round trips.
+	rows, err := q.Query(ctx, `
+		INSERT INTO messages (pod_id, author_id, idempotency_key, body, humor)
+		SELECT t.pod_id, t.author_id, t.idempotency_key, t.body, t.humor
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[])
+			WITH ORDINALITY AS t(pod_id, author_id, idempotency_key, body, humor, n)
+		WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = t.pod_id AND m.user_id = t.author_id)
+		  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.author_id = t.author_id AND m.idempotency_key = t.idempotency_key)
+		  AND NOT EXISTS (SELECT 1 FROM deleted_message_keys d WHERE d.author_id = t.author_id AND d.idempotency_key = t.idempotency_key)
+		ORDER BY t.n
+		RETURNING `+messageColumns, pods, authors, keys, bodies, humors)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) { return scanMessage(r) })
 }
 
 // messageSendReporting is messageSend, reporting its outcome as

@@ -387,3 +387,57 @@ func TestMessagesSendReportsTheSharedStatementEarly(t *testing.T) {
 		t.Error("the fallback call's outcome was not reported")
 	}
 }
+
+// The writers open their connections at once, and again after Forget, and
+// warm each up with messages in a transaction that keeps nothing.
+func TestWritersWarmUpTheirConnectionsAndKeepNothing(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.New(t)
+	counts := func() (rows string) {
+		t.Helper()
+		if err := d.Pool.QueryRow(ctx, `SELECT format('%s users, %s pods, %s members, %s messages, %s events',
+			(SELECT count(*) FROM users), (SELECT count(*) FROM pods), (SELECT count(*) FROM memberships),
+			(SELECT count(*) FROM messages), (SELECT count(*) FROM events))`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	messagesSize := func() (size int64) {
+		t.Helper()
+		if err := d.Pool.QueryRow(ctx, `SELECT pg_relation_size('messages')`).Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		return size
+	}
+	before := counts()
+	if size := messagesSize(); size != 0 {
+		t.Fatalf("a new database's messages take %d bytes", size)
+	}
+	writers, err := db.OpenWriters(ctx, d.Pool, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writers.Close()
+	waitOpened := func(opened int64) {
+		t.Helper()
+		stat := writers.PoolForTest().Stat
+		for deadline := time.Now().Add(10 * time.Second); stat().IdleConns() < 2 || stat().NewConnsCount() < opened; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the writers' pool has opened %d connections, %d ready; want %d, 2 ready",
+					stat().NewConnsCount(), stat().IdleConns(), opened)
+			}
+		}
+	}
+	waitOpened(2)
+	// Rows rolled back take space all the same.
+	if messagesSize() == 0 {
+		t.Error("the writers' connections inserted no message before they joined the pool")
+	}
+	// After a reconnect of the listener the writers replace their
+	// connections at once, not at the next writes.
+	writers.Forget()
+	waitOpened(4)
+	if after := counts(); after != before {
+		t.Errorf("the warm-up kept rows: %s before, %s after", before, after)
+	}
+}
