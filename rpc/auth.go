@@ -211,10 +211,10 @@ func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOu
 var errBadCredentials = connect.NewError(connect.CodeUnauthenticated, errors.New("wrong handle or password"))
 
 // checkCredentials returns the user of handle if password is theirs. It
-// refuses with resource_exhausted beyond passwordCheckBurst checks of one
-// handle in a short time.
+// refuses with resource_exhausted beyond passwordCheckBurst failed checks
+// of one handle in a short time, on all nodes together.
 func (s authService) checkCredentials(ctx context.Context, handle, password string) (db.User, error) {
-	if err := s.passwordChecks.allow(handle); err != nil {
+	if err := s.passwordChecks.take(ctx, handle); err != nil {
 		return db.User{}, err
 	}
 	user, err := db.UserByHandle(ctx, s.pool, handle)
@@ -231,6 +231,7 @@ func (s authService) checkCredentials(ctx context.Context, handle, password stri
 	if !ok {
 		return db.User{}, errBadCredentials
 	}
+	s.passwordChecks.refund(ctx, handle)
 	return user, nil
 }
 

@@ -1,12 +1,17 @@
 package rpc
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
 	"golang.org/x/time/rate"
+
+	"github.com/pods-dev/pods/db"
 )
 
 // rateLimiter keeps one token bucket per key (a user, or a user and pod).
@@ -50,4 +55,51 @@ func (r *rateLimiter) allow(key string) error {
 		return errTooManyRequests
 	}
 	return nil
+}
+
+// passwordThrottle slows password guessing down per handle, whatever
+// address and node it comes from: its token buckets are in the database,
+// shared by every node and kept across restarts. A check that passes
+// gives its token back, so that only failed checks count.
+type passwordThrottle struct {
+	pool      *db.Pool
+	perSecond float64
+	burst     int
+	logger    *slog.Logger
+	lastPrune atomic.Int64 // unix nanoseconds
+}
+
+// take takes a token from handle's bucket, or returns resource_exhausted.
+func (p *passwordThrottle) take(ctx context.Context, handle string) error {
+	p.prune(ctx)
+	taken, err := db.PasswordCheckTake(ctx, p.pool, handle, p.perSecond, p.burst)
+	if err != nil {
+		return toConnect(ctx, p.logger, err)
+	}
+	if !taken {
+		return errTooManyRequests
+	}
+	return nil
+}
+
+// refund gives back the token of a check that passed. A refund that fails
+// is logged: the owner has one guess less for a while.
+func (p *passwordThrottle) refund(ctx context.Context, handle string) {
+	if err := db.PasswordCheckRefund(ctx, p.pool, handle, p.burst); err != nil {
+		p.logger.Warn("password check: refund failed", "err", err)
+	}
+}
+
+// prune deletes the buckets that are full again, at most once per refill
+// time per node, so that the table follows the handles tried lately.
+func (p *passwordThrottle) prune(ctx context.Context) {
+	now := time.Now().UnixNano()
+	refill := int64(float64(p.burst) / p.perSecond * float64(time.Second))
+	last := p.lastPrune.Load()
+	if now-last < refill || !p.lastPrune.CompareAndSwap(last, now) {
+		return
+	}
+	if _, err := db.PrunePasswordChecks(ctx, p.pool, p.perSecond, p.burst); err != nil {
+		p.logger.Warn("password check: prune failed", "err", err)
+	}
 }

@@ -48,8 +48,8 @@ type Config struct {
 const (
 	typingRate  = 2
 	typingBurst = 5
-	// Password checks per handle (log-in, or a sign-up repeated), against
-	// guessing: 10 at once, then one every 6 s.
+	// Failed password checks per handle (log-in, or a sign-up repeated),
+	// against guessing: 10 at once, then one every 6 s.
 	passwordCheckRate  = 1.0 / 6
 	passwordCheckBurst = 10
 )
@@ -71,10 +71,9 @@ type Server struct {
 	auth   *authInterceptor
 	writes *rateLimiter
 	typing *rateLimiter // per user and pod
-	// passwordChecks is per handle: password guessing is slowed down
-	// whatever address it comes from (per-address limits belong to the
-	// load balancer, which knows the clients' addresses).
-	passwordChecks *rateLimiter
+	// passwordChecks is per handle (per-address limits belong to the load
+	// balancer, which knows the clients' addresses).
+	passwordChecks *passwordThrottle
 	calls          *metricsInterceptor
 
 	passwordMemoryKiB uint32
@@ -105,7 +104,7 @@ func New(cfg Config) *Server {
 		sends:             cfg.Writers.NewMessageBatcher(maxMessageBatch, cfg.Hub.MessagesWritten),
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
-		passwordChecks:    newRateLimiter(passwordCheckRate, passwordCheckBurst),
+		passwordChecks:    &passwordThrottle{pool: cfg.Pool, perSecond: passwordCheckRate, burst: passwordCheckBurst, logger: cfg.Logger},
 		calls:             newMetricsInterceptor(cfg.Metrics),
 		passwordMemoryKiB: cfg.PasswordMemoryKiB,
 	}

@@ -1,0 +1,40 @@
+package db
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PasswordCheckTake takes a token from handle's bucket, which holds at
+// most burst and gains perSecond a second, and reports whether there was
+// one. Every node shares the buckets.
+func PasswordCheckTake(ctx context.Context, q Querier, handle string, perSecond float64, burst int) (bool, error) {
+	var taken bool
+	err := q.QueryRow(ctx, `
+		INSERT INTO password_checks AS b (handle, tokens, updated_at) VALUES ($1, $3::float8 - 1, now())
+		ON CONFLICT (handle) DO UPDATE
+		SET tokens = least($3, b.tokens + $2 * extract(epoch FROM now() - b.updated_at)) - 1, updated_at = now()
+		WHERE least($3, b.tokens + $2 * extract(epoch FROM now() - b.updated_at)) >= 1
+		RETURNING true`, handle, perSecond, burst).Scan(&taken)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return taken, translate(err, "taking a password check")
+}
+
+// PasswordCheckRefund gives back a token taken from handle's bucket, for
+// a check that passed: the owner's own log-ins do not count as guesses.
+func PasswordCheckRefund(ctx context.Context, q Querier, handle string, burst int) error {
+	_, err := q.Exec(ctx, `UPDATE password_checks SET tokens = least($2, tokens + 1) WHERE handle = $1`, handle, burst)
+	return translate(err, "refunding a password check")
+}
+
+// PrunePasswordChecks deletes the buckets that are full again, and returns
+// how many.
+func PrunePasswordChecks(ctx context.Context, q Querier, perSecond float64, burst int) (int64, error) {
+	tag, err := q.Exec(ctx, `DELETE FROM password_checks
+		WHERE tokens + $1 * extract(epoch FROM now() - updated_at) >= $2`, perSecond, burst)
+	return tag.RowsAffected(), translate(err, "pruning password checks")
+}
