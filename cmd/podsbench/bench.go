@@ -117,6 +117,9 @@ func (f *fleet) run(ctx context.Context, rate float64, d time.Duration) (*result
 	go schedule(ctx, f.pods, rate, s, jobs)
 	sendAll(ctx, f.opts.senders, f.opts.timeout, s, jobs)
 	sendEnd := clk.now()
+	if f.opts.slowSends > 0 {
+		printSlowSends(os.Stderr, s, f.opts.slowSends)
+	}
 	drain(ctx, s, f.opts.drain)
 	stopProgress()
 	after := sampleResources(f.opts.pid, f.opts.url)

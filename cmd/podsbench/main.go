@@ -111,8 +111,9 @@ type options struct {
 	senders      int
 	drain        time.Duration
 	timeout      time.Duration
-	changeSource string // podsd's --change-source
-	dbMaxConns   int    // podsd's --db-max-conns; 0: its default
+	slowSends    time.Duration // print each send slower than this; 0: none
+	changeSource string        // podsd's --change-source
+	dbMaxConns   int           // podsd's --db-max-conns; 0: its default
 
 	factor         float64       // max: from one step's rate to the next
 	maxP99         time.Duration // max: the p99 a clean step stays within
@@ -239,6 +240,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.senders, "senders", 256, "sender goroutines")
 	fs.DurationVar(&o.drain, "drain", 5*time.Second, "how long to wait for deliveries after the last send")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of each unary call and of waiting for ready")
+	fs.DurationVar(&o.slowSends, "slow-sends", 0, "print each SendMessage slower than this to stderr, with the wall-clock time it started, to find what the server was doing then (0: none)")
 	fs.Float64Var(&o.factor, "factor", 1.5, "max: the rate of each step over the previous one's")
 	fs.DurationVar(&o.maxP99, "max-p99", 50*time.Millisecond, "max: the send→delivery p99 a clean step stays within")
 	fs.DurationVar(&o.settle, "settle", 5*time.Second, "idle: how long to wait before each RSS sample")

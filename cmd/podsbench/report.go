@@ -128,6 +128,23 @@ func analyze(logs [][]streamLog, s *sends, phaseStart, sendEnd int64) *result {
 	return r
 }
 
+// printSlowSends writes to w, in the order they were sent, the sends of s
+// that succeeded and took longer than threshold, each with its wall-clock
+// start: sends slow together point at a stall of the server or the
+// database at that moment, which its logs or a trace can explain.
+func printSlowSends(w io.Writer, s *sends, threshold time.Duration) {
+	for i := range s.pod {
+		start := s.start[i].Load()
+		if start == 0 || s.err[i] != nil {
+			continue
+		}
+		if d := time.Duration(s.end[i] - start); d > threshold {
+			fmt.Fprintf(w, "slow send %s %8.3f ms (pod %d)\n",
+				clk.base.Add(time.Duration(start)).Format("15:04:05.000000"), ms(d), s.pod[i])
+		}
+	}
+}
+
 // add sets the CPU time used between two samples and the server's peak
 // RSS.
 func (r *usage) add(pid int, before, after resources) {

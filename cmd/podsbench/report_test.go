@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,5 +80,25 @@ func TestBrokenGuaranteesFailTheRun(t *testing.T) {
 	}
 	if err := (&stormResult{Clients: 3, catchUp: catchUp{Ready: 3, CaughtUp: 3, Lost: 1}}).fault(); err == nil {
 		t.Fatal("a lost delivery passed")
+	}
+}
+
+func TestPrintSlowSends(t *testing.T) {
+	ms := func(n int) int64 { return int64(time.Duration(n) * time.Millisecond) }
+	s := newSends("k", 4)
+	s.pod = []int32{0, 1, 2, 3}
+	s.start[0].Store(ms(10)) // fast
+	s.end[0] = ms(11)
+	s.start[1].Store(ms(20)) // slow
+	s.end[1] = ms(25)
+	s.start[2].Store(ms(30)) // slow, but failed
+	s.end[2] = ms(40)
+	s.err[2] = errors.New("boom")
+	// 3 was not sent
+	var out strings.Builder
+	printSlowSends(&out, s, 2*time.Millisecond)
+	want := "slow send " + clk.base.Add(20*time.Millisecond).Format("15:04:05.000000") + "    5.000 ms (pod 1)\n"
+	if out.String() != want {
+		t.Errorf("printSlowSends wrote %q, want %q", out.String(), want)
 	}
 }
