@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -90,15 +91,19 @@ type writerConn struct {
 const writerNoticeWindow = 5 * time.Second
 
 // OpenWriters opens a pool of at most n connections to pool's database for
-// the message writers.
-func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
+// the message writers; each is warmed up when opened, and logger learns
+// of a warm-up that failed. The connections open as writes need them, or
+// all at once at each Forget.
+func OpenWriters(ctx context.Context, pool *Pool, n int32, logger *slog.Logger) (*Writers, error) {
 	w := &Writers{noticeWindow: writerNoticeWindow, conns: make(map[uint32]*writerConn)}
 	cfg := pool.Config()
 	cfg.MaxConns = max(n, 1)
-	cfg.MinConns = cfg.MaxConns // opened in the background, and warmed up
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		if err := warmUp(ctx, c); err != nil && c.IsClosed() {
-			return err
+		if err := warmUp(ctx, c); err != nil {
+			if c.IsClosed() {
+				return err
+			}
+			logger.Warn("message writer: warm-up failed; the connection's first write will be slow", "err", err)
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -132,13 +137,17 @@ func OpenWriters(ctx context.Context, pool *Pool, n int32) (*Writers, error) {
 // a batch, so that the connection's first real write does not wait while
 // its backend loads the catalog, compiles the triggers and plans the
 // statements (7–17 ms, against 0.5 ms once warm). Nothing it writes is
-// seen by anyone or kept. An error leaves c cold but usable, unless closed.
+// seen by anyone or kept, and it waits at most a second for a lock (a
+// migration's, say). An error leaves c cold but usable, unless closed.
 func warmUp(ctx context.Context, c *pgx.Conn) error {
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // what matters is that nothing is kept
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '5s'`); err != nil {
+		return err
+	}
 	name := "pods-warm-up-" + rand.Text()
 	u, err := UserInsert(ctx, tx, UserInsertParams{Handle: name, DisplayName: name, Timezone: "UTC"})
 	if err != nil {
@@ -183,8 +192,8 @@ func (w *Writers) Owns(pid uint32) bool {
 }
 
 // Forget makes w own no backend of its current connections, and closes
-// them (those in use once released); new ones are opened and warmed up in
-// the background. After a reconnect (Postgres may have restarted and be
+// them (those in use once released); as many new ones are opened and
+// warmed up at once, in the background. After a reconnect (Postgres may have restarted and be
 // handing out the PIDs of the writers' dead backends), nothing from before
 // passes for theirs.
 func (w *Writers) Forget() {
@@ -196,19 +205,27 @@ func (w *Writers) Forget() {
 }
 
 // fill opens the pool's connections now, rather than at the next writes:
-// each new one is warmed up before it is handed out.
+// each new one is warmed up before it is handed out. A connection opened
+// across a later Forget is closed once released; the next round opens
+// its replacement.
 func (w *Writers) fill() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	for range w.pool.Config().MaxConns {
-		wg.Go(func() {
-			if c, err := w.pool.Acquire(ctx); err == nil {
-				c.Release()
-			}
-		})
+	n := w.pool.Config().MaxConns
+	for range 3 {
+		if w.pool.Stat().IdleConns() >= n || ctx.Err() != nil {
+			return
+		}
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				if c, err := w.pool.Acquire(ctx); err == nil {
+					c.Release()
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 }
 
 // NewMessageBatcher returns a batcher writing on w, with as many writers as

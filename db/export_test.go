@@ -1,6 +1,11 @@
 package db
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
 
 // PoolForTest returns the writers' pool.
 func (w *Writers) PoolForTest() *Pool { return w.pool }
@@ -12,3 +17,6 @@ func (w *Writers) SetNoticeWindowForTest(d time.Duration) {
 	defer w.mu.Unlock()
 	w.noticeWindow = d
 }
+
+// WarmUpForTest warms c up as the writers warm up each new connection.
+func WarmUpForTest(ctx context.Context, c *pgxpool.Conn) error { return warmUp(ctx, c.Conn()) }

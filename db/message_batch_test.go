@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync"
 	"testing"
@@ -283,7 +284,7 @@ func waitForLockWait(t *testing.T, pool *db.Pool, pattern string) {
 func TestWritersKnowTheirBackends(t *testing.T) {
 	ctx := context.Background()
 	f := newBatchFixture(t)
-	writers, err := db.OpenWriters(ctx, f.pool, 2)
+	writers, err := db.OpenWriters(ctx, f.pool, 2, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,8 +389,9 @@ func TestMessagesSendReportsTheSharedStatementEarly(t *testing.T) {
 	}
 }
 
-// The writers open their connections at once, and again after Forget, and
-// warm each up with messages in a transaction that keeps nothing.
+// At each Forget (the listener connected) the writers open their
+// connections at once, each warmed up with a message sent alone and in a
+// batch, in a transaction that keeps nothing.
 func TestWritersWarmUpTheirConnectionsAndKeepNothing(t *testing.T) {
 	ctx := context.Background()
 	d := dbtest.New(t)
@@ -413,31 +415,77 @@ func TestWritersWarmUpTheirConnectionsAndKeepNothing(t *testing.T) {
 	if size := messagesSize(); size != 0 {
 		t.Fatalf("a new database's messages take %d bytes", size)
 	}
-	writers, err := db.OpenWriters(ctx, d.Pool, 2)
+
+	conn, err := d.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.WarmUpForTest(ctx, conn)
+	conn.Release()
+	if err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+	// Rows rolled back take space all the same.
+	if messagesSize() == 0 {
+		t.Error("the warm-up inserted no message")
+	}
+
+	writers, err := db.OpenWriters(ctx, d.Pool, 2, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer writers.Close()
-	waitOpened := func(opened int64) {
-		t.Helper()
-		stat := writers.PoolForTest().Stat
-		for deadline := time.Now().Add(10 * time.Second); stat().IdleConns() < 2 || stat().NewConnsCount() < opened; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("the writers' pool has opened %d connections, %d ready; want %d, 2 ready",
-					stat().NewConnsCount(), stat().IdleConns(), opened)
-			}
-		}
+	for round := 1; round <= 2; round++ {
+		writers.Forget()
+		waitForWriters(t, writers, int64(2*round))
 	}
-	waitOpened(2)
-	// Rows rolled back take space all the same.
-	if messagesSize() == 0 {
-		t.Error("the writers' connections inserted no message before they joined the pool")
-	}
-	// After a reconnect of the listener the writers replace their
-	// connections at once, not at the next writes.
-	writers.Forget()
-	waitOpened(4)
 	if after := counts(); after != before {
 		t.Errorf("the warm-up kept rows: %s before, %s after", before, after)
+	}
+}
+
+// Forgets in a row, while the connections of the first are still being
+// opened (their warm-ups wait for a lock), leave the writers with as many
+// new connections.
+func TestWritersRefillAfterForgetsInARow(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.New(t)
+	writers, err := db.OpenWriters(ctx, d.Pool, 2, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writers.Close()
+	lock, err := d.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck
+	if _, err := lock.Exec(ctx, `LOCK TABLE users IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	writers.Forget()
+	stat := writers.PoolForTest().Stat
+	for deadline := time.Now().Add(10 * time.Second); stat().ConstructingConns() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections being opened; want 2", stat().ConstructingConns())
+		}
+	}
+	writers.Forget()
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitForWriters(t, writers, 4)
+}
+
+// waitForWriters waits until the writers' pool has opened opened
+// connections in all and holds two, ready.
+func waitForWriters(t *testing.T, writers *db.Writers, opened int64) {
+	t.Helper()
+	stat := writers.PoolForTest().Stat
+	for deadline := time.Now().Add(10 * time.Second); stat().IdleConns() != 2 || stat().TotalConns() != 2 || stat().NewConnsCount() < opened; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writers' pool has opened %d connections, holds %d, %d ready; want %d opened, 2 held, ready",
+				stat().NewConnsCount(), stat().TotalConns(), stat().IdleConns(), opened)
+		}
 	}
 }

@@ -3,16 +3,28 @@ package db
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // PasswordCheckTake takes a token from handle's bucket, which holds at
 // most burst and gains perSecond a second, and reports whether there was
-// one. Every node shares the buckets.
+// one. Every node shares the buckets. A refusal writes nothing, so that a
+// flood of guesses costs a read each.
 func PasswordCheckTake(ctx context.Context, q Querier, handle string, perSecond float64, burst int) (bool, error) {
+	var tokens float64
+	err := q.QueryRow(ctx, `SELECT least($3, tokens + $2 * extract(epoch FROM now() - updated_at))
+		FROM password_checks WHERE handle = $1`, handle, perSecond, burst).Scan(&tokens)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return false, translate(err, "reading a password check bucket")
+	case tokens < 1:
+		return false, nil
+	}
 	var taken bool
-	err := q.QueryRow(ctx, `
+	err = q.QueryRow(ctx, `
 		INSERT INTO password_checks AS b (handle, tokens, updated_at) VALUES ($1, $3::float8 - 1, now())
 		ON CONFLICT (handle) DO UPDATE
 		SET tokens = least($3, b.tokens + $2 * extract(epoch FROM now() - b.updated_at)) - 1, updated_at = now()
@@ -31,10 +43,9 @@ func PasswordCheckRefund(ctx context.Context, q Querier, handle string, burst in
 	return translate(err, "refunding a password check")
 }
 
-// PrunePasswordChecks deletes the buckets that are full again, and returns
-// how many.
-func PrunePasswordChecks(ctx context.Context, q Querier, perSecond float64, burst int) (int64, error) {
-	tag, err := q.Exec(ctx, `DELETE FROM password_checks
-		WHERE tokens + $1 * extract(epoch FROM now() - updated_at) >= $2`, perSecond, burst)
+// PrunePasswordChecks deletes the buckets untouched for refill, the time
+// an empty one takes to fill up, and returns how many.
+func PrunePasswordChecks(ctx context.Context, q Querier, refill time.Duration) (int64, error) {
+	tag, err := q.Exec(ctx, `DELETE FROM password_checks WHERE updated_at < now() - $1::interval`, refill)
 	return tag.RowsAffected(), translate(err, "pruning password checks")
 }

@@ -3,13 +3,15 @@ package db_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/pods-dev/pods/db"
 	"github.com/pods-dev/pods/db/dbtest"
 )
 
 // A handle's bucket allows burst checks, then one per refill interval; a
-// refund gives one back; buckets full again are pruned, others kept.
+// refund gives one back; a refusal writes nothing; buckets full again are
+// pruned, others kept.
 func TestPasswordCheckBuckets(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -35,8 +37,19 @@ func TestPasswordCheckBuckets(t *testing.T) {
 			t.Fatalf("check %d of a new handle refused", i+1)
 		}
 	}
+	var xmin string
+	if err := d.Pool.QueryRow(ctx, `SELECT xmin::text FROM password_checks WHERE handle = 'ann'`).Scan(&xmin); err != nil {
+		t.Fatal(err)
+	}
 	if take("ann") {
 		t.Fatal("a check beyond the burst allowed")
+	}
+	var written bool
+	if err := d.Pool.QueryRow(ctx, `SELECT xmin::text <> $1 FROM password_checks WHERE handle = 'ann'`, xmin).Scan(&written); err != nil {
+		t.Fatal(err)
+	}
+	if written {
+		t.Error("a refused check wrote its bucket")
 	}
 	if err := db.PasswordCheckRefund(ctx, d.Pool, "ann", burst); err != nil {
 		t.Fatal(err)
@@ -52,8 +65,8 @@ func TestPasswordCheckBuckets(t *testing.T) {
 	if !take("bob") {
 		t.Fatal("another handle's check refused")
 	}
-	backdate("bob", 1_000) // full again
-	pruned, err := db.PrunePasswordChecks(ctx, d.Pool, perSecond, burst)
+	backdate("bob", 3_001) // untouched for as long as an empty bucket takes to fill
+	pruned, err := db.PrunePasswordChecks(ctx, d.Pool, burst/perSecond*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,11 +164,11 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 	}
 	if errors.Is(err, db.ErrAlreadyExists) {
 		user, err = s.checkCredentials(ctx, handle, m.Password)
-		if errors.Is(err, errTooManyRequests) {
-			return nil, err
+		if errors.Is(err, errBadCredentials) {
+			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("handle is taken"))
 		}
 		if err != nil {
-			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("handle is taken"))
+			return nil, err // too many checks, or the database failed
 		}
 	}
 	if err != nil {

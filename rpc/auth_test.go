@@ -315,6 +315,19 @@ func TestPasswordGuessingIsLimitedPerHandle(t *testing.T) {
 	}
 }
 
+// A sign-up of a taken handle whose password check fails (here the
+// database refuses to record it) says so, not that the handle is taken.
+func TestASignUpWhosePasswordCheckFailsSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	taken := e.signUp()
+	e.exec(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$`)
+	e.exec(`CREATE TRIGGER refuse BEFORE INSERT ON password_checks FOR EACH ROW EXECUTE FUNCTION refuse()`)
+	_, err := e.anonymous().Auth.SignUp(context.Background(), connect.NewRequest(&podsv1.SignUpRequest{
+		Handle: taken.user.Handle, Password: "another password", DisplayName: "Test User", Timezone: "UTC"}))
+	wantCode(t, err, connect.CodeInternal)
+}
+
 // A request far larger than any the API takes is refused before it is
 // read in full (found by a review: a 128 MiB anonymous log-in was read and
 // decoded); the largest real ones pass.

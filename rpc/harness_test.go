@@ -45,15 +45,15 @@ func newEnv(t *testing.T, cfg rpc.Config) *env {
 func newEnvOn(t *testing.T, d *dbtest.Database, cfg rpc.Config, hubCfg stream.Config) *env {
 	t.Helper()
 	cfg.Pool = d.Pool
-	writers, err := db.OpenWriters(context.Background(), d.Pool, rpc.MessageWriters)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	writers, err := db.OpenWriters(context.Background(), d.Pool, rpc.MessageWriters, cfg.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(writers.Close)
 	cfg.Writers = writers
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
 	if cfg.WriteRate == 0 {
 		cfg.WriteRate, cfg.WriteBurst = 1000, 1000
 	}

@@ -91,15 +91,18 @@ func (p *passwordThrottle) refund(ctx context.Context, handle string) {
 }
 
 // prune deletes the buckets that are full again, at most once per refill
-// time per node, so that the table follows the handles tried lately.
+// time per node, so that the table follows the handles tried lately. It
+// runs to its end even if the caller gives up.
 func (p *passwordThrottle) prune(ctx context.Context) {
 	now := time.Now().UnixNano()
-	refill := int64(float64(p.burst) / p.perSecond * float64(time.Second))
+	refill := time.Duration(float64(p.burst) / p.perSecond * float64(time.Second))
 	last := p.lastPrune.Load()
-	if now-last < refill || !p.lastPrune.CompareAndSwap(last, now) {
+	if now-last < int64(refill) || !p.lastPrune.CompareAndSwap(last, now) {
 		return
 	}
-	if _, err := db.PrunePasswordChecks(ctx, p.pool, p.perSecond, p.burst); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := db.PrunePasswordChecks(ctx, p.pool, refill); err != nil {
 		p.logger.Warn("password check: prune failed", "err", err)
 	}
 }

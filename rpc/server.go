@@ -24,7 +24,7 @@ import (
 type Config struct {
 	Pool *db.Pool
 	// Writers is the pool SendMessage writes through, opened with
-	// db.OpenWriters(ctx, Pool, MessageWriters) and given to the hub too
+	// db.OpenWriters(ctx, Pool, MessageWriters, Logger) and given to the hub too
 	// (stream.Config.Writers).
 	Writers *db.Writers
 	Hub     *stream.Hub

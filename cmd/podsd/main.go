@@ -165,7 +165,7 @@ func serve(ctx context.Context, cfg config, databaseURL string, logger *slog.Log
 		return err
 	}
 	defer pool.Close()
-	writers, err := db.OpenWriters(ctx, pool, rpc.MessageWriters)
+	writers, err := db.OpenWriters(ctx, pool, rpc.MessageWriters, logger)
 	if err != nil {
 		return err
 	}

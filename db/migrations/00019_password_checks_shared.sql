@@ -10,6 +10,7 @@ CREATE TABLE password_checks (
     tokens     double precision NOT NULL,
     updated_at timestamptz NOT NULL
 );
+CREATE INDEX password_checks_updated_at ON password_checks (updated_at);
 
 -- +goose Down
 DROP TABLE password_checks;
