@@ -4,10 +4,13 @@
 import { Code } from "@connectrpc/connect";
 import { callTimeoutMs, errorCode, errorText, type Api } from "./api";
 import type { Message } from "./gen/pods/v1/types_pb";
-import type { PodState, Store } from "./store";
+import type { Outgoing, PodState, Store } from "./store";
 
 /** A page of history. */
 const pageSize = 50;
+
+/** The errors that a resend of the same message would get again. */
+const refusals = new Set([Code.InvalidArgument, Code.AlreadyExists, Code.PermissionDenied, Code.FailedPrecondition, Code.Unauthenticated]);
 
 export class Actions {
   /** Pods with a MarkRead in flight, and the seq each was last marked at. */
@@ -131,9 +134,15 @@ export class Actions {
   /** send shows the message at once as pending and sends it with a new idempotency key. */
   send(podId: string, body: string, humor: boolean): void {
     const key = crypto.randomUUID();
-    this.store.outbox.set(key, { key, podId, body, humor, status: "pending", createdAt: Date.now() });
-    this.store.saveOutbox();
+    const o: Outgoing = { key, podId, body, humor, status: "pending", createdAt: Date.now() };
+    this.store.outbox.set(key, o);
+    this.store.keepOutgoing(o);
     void this.deliver(key);
+  }
+
+  /** resendFailed resends, with their keys, our messages that failed for want of a connection (called at each connect). */
+  resendFailed(): void {
+    for (const o of this.store.outbox.values()) if (o.status === "failed" && o.retryable) void this.deliver(o.key);
   }
 
   /** retry resends a failed message with the same key: it can't be stored twice. */
@@ -160,12 +169,13 @@ export class Actions {
         // The pod is gone (or we are out of it), or the message was stored
         // and deleted since: a retry can never succeed.
         this.store.outbox.delete(key);
-        this.store.saveOutbox();
+        this.store.forgetOutgoing([key]);
         this.store.changed();
         return;
       }
       still.status = "failed";
       still.error = errorText(err);
+      still.retryable = !refusals.has(errorCode(err));
       this.store.changed();
     }
   }

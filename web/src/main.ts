@@ -85,6 +85,7 @@ class App {
     this.frame = 0;
     const reconnected = this.conn.status === "connected" && this.lastStatus !== "connected";
     this.lastStatus = this.conn.status;
+    if (reconnected) this.actions.resendFailed();
 
     this.topbar.update();
     this.sidebar.update();

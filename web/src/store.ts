@@ -22,8 +22,13 @@ export interface Outgoing {
   humor: boolean;
   status: "pending" | "failed";
   error?: string;
+  /** Whether a failed send may go through later (the network, the server): resent at each reconnect. */
+  retryable?: boolean;
   createdAt: number;
 }
+
+/** What localStorage keeps of an unsent message. */
+type KeptOutgoing = Pick<Outgoing, "key" | "podId" | "body" | "humor" | "createdAt">;
 
 /** Everything the client knows about one pod. */
 export interface PodState {
@@ -169,8 +174,9 @@ export class Store implements StreamSink {
     if (!p) return;
     for (const t of p.typing.values()) clearTimeout(t);
     this.pods.delete(id);
-    for (const [key, o] of this.outbox) if (o.podId === id) this.outbox.delete(key);
-    this.saveOutbox();
+    const gone = [...this.outbox.values()].filter((o) => o.podId === id).map((o) => o.key);
+    for (const key of gone) this.outbox.delete(key);
+    this.forgetOutgoing(gone);
     if (this.openPodId === id) this.openPodId = null;
     this.changed();
   }
@@ -239,7 +245,11 @@ export class Store implements StreamSink {
   }
 
   private settle(m: Message): void {
-    if (m.authorId === this.me.userId && this.outbox.delete(m.idempotencyKey)) this.saveOutbox();
+    // Another tab of ours may have kept it: forget it for all of them.
+    if (m.authorId === this.me.userId) {
+      this.outbox.delete(m.idempotencyKey);
+      this.forgetOutgoing([m.idempotencyKey]);
+    }
   }
 
   private applyLogged(p: PodState, ev: Event): void {
@@ -360,21 +370,38 @@ export class Store implements StreamSink {
   }
 
   // --- outbox persistence ---
+  // Every tab of a user shares one list: each adds and removes its own
+  // messages and leaves the others' alone.
 
-  saveOutbox(): void {
-    const items = [...this.outbox.values()].map(({ key, podId, body, humor, createdAt }) => ({ key, podId, body, humor, createdAt }));
+  /** keepOutgoing keeps o across reloads until it is stored. */
+  keepOutgoing(o: Outgoing): void {
+    const { key, podId, body, humor, createdAt } = o;
+    this.changeKept((items) => [...items.filter((x) => x.key !== key), { key, podId, body, humor, createdAt }]);
+  }
+
+  /** forgetOutgoing stops keeping the messages of these keys. */
+  forgetOutgoing(keys: string[]): void {
+    if (keys.length) this.changeKept((items) => items.filter((x) => !keys.includes(x.key)));
+  }
+
+  private changeKept(change: (items: KeptOutgoing[]) => KeptOutgoing[]): void {
+    const items = change(this.readKept());
     if (items.length) localStorage.setItem(this.outboxKey, JSON.stringify(items));
     else localStorage.removeItem(this.outboxKey);
   }
 
-  /** loadOutbox brings back messages a reload interrupted, as failed: Retry resends them with their key. */
-  private loadOutbox(): void {
+  private readKept(): KeptOutgoing[] {
     try {
-      const items = JSON.parse(localStorage.getItem(this.outboxKey) ?? "[]") as Outgoing[];
-      for (const o of items) this.outbox.set(o.key, { ...o, status: "failed", error: "Not sent" });
+      const items: unknown = JSON.parse(localStorage.getItem(this.outboxKey) ?? "[]");
+      return Array.isArray(items) ? (items as KeptOutgoing[]) : [];
     } catch {
-      localStorage.removeItem(this.outboxKey);
+      return [];
     }
+  }
+
+  /** loadOutbox brings back messages a reload interrupted, as failed: they are resent with their key at the next connect. */
+  private loadOutbox(): void {
+    for (const o of this.readKept()) this.outbox.set(o.key, { ...o, status: "failed", error: "Not sent", retryable: true });
   }
 }
 

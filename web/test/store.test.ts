@@ -172,3 +172,58 @@ test("a send the server cannot find a place for leaves the outbox; one that fail
   await settled();
   assert.deepEqual([...store.outbox.values()].map((o) => o.status), ["failed"]);
 });
+
+test("tabs of one user keep each other's unsent messages across a reload", async () => {
+  let fail = true;
+  const sent: string[] = [];
+  const api = {
+    chat: {
+      sendMessage: async (req: { idempotencyKey: string; body: string }) => {
+        if (fail) throw new ConnectError("away", Code.Unavailable);
+        sent.push(req.body);
+        return { message: create(MessageSchema, { id: `m-${req.body}`, podId, seq: 11n, authorId: "u-me", idempotencyKey: req.idempotencyKey, body: req.body }) };
+      },
+    },
+  } as unknown as Api;
+  const settled = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const tab1 = newStore();
+  const tab2 = newStore(); // open before the first tab's send failed
+  new Actions(api, tab1).send(podId, "important", false);
+  await settled();
+  fail = false;
+  new Actions(api, tab2).send(podId, "hello", false);
+  await settled();
+  assert.deepEqual(sent, ["hello"]);
+
+  // A reload of the first tab finds its message, and sends it at the next connect.
+  const reloaded = newStore();
+  assert.deepEqual([...reloaded.outbox.values()].map((o) => [o.body, o.status]), [["important", "failed"]]);
+  new Actions(api, reloaded).resendFailed();
+  await settled();
+  assert.deepEqual(sent, ["hello", "important"]);
+  assert.equal(reloaded.outbox.size, 0);
+  assert.equal(newStore().outbox.size, 0);
+});
+
+test("at a reconnect, sends that failed for want of a connection go again; refused ones do not", async () => {
+  let code = Code.InvalidArgument;
+  const tries: string[] = [];
+  const api = {
+    chat: {
+      sendMessage: async (req: { body: string }) => {
+        tries.push(req.body);
+        throw new ConnectError("no", code);
+      },
+    },
+  } as unknown as Api;
+  const settled = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const actions = new Actions(api, store);
+  actions.send(podId, "refused", false);
+  await settled();
+  code = Code.Unavailable;
+  actions.send(podId, "offline", false);
+  await settled();
+  actions.resendFailed();
+  await settled();
+  assert.deepEqual(tries, ["refused", "offline", "offline"]);
+});

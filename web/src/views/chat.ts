@@ -80,7 +80,7 @@ export class ChatView implements RowHandlers {
   private readonly list = h("ol", { class: "message-list", role: "log", "aria-live": "polite" });
   private readonly typingLine = h("p", { class: "typing", "aria-live": "polite" });
   private readonly error = h("p", { class: "chat-error", role: "alert" });
-  private readonly input = h("textarea", { class: "composer-input", rows: 1, maxlength: 4000, placeholder: "Write a message…", "aria-label": "Message" });
+  private readonly input = h("textarea", { class: "composer-input", rows: 1, placeholder: "Write a message…", "aria-label": "Message" });
   private readonly humor = h("button", { type: "button", class: "humor", "aria-pressed": "false", title: "Mark as a joke: the coach won't react", text: "😄 Joke" });
   private readonly reminderTime = h("input", { type: "time", class: "reminder-time", "aria-label": "Reminder time", title: "When the coach reminds you to check in, in your time zone" });
   private readonly reminder = h("label", { class: "reminder", hidden: true }, "⏰ ", this.reminderTime);
@@ -88,7 +88,7 @@ export class ChatView implements RowHandlers {
   private reminderSave: number | undefined;
   private reminderSaving = false;
 
-  private ui: RowUi = { editingId: null, confirmDeleteId: null, pickerId: null };
+  private ui: RowUi = closedRows();
   private readonly leaveStep = new TwoStep(() => this.update());
   private readonly removeStep = new TwoStep(() => this.update());
   private stickToBottom = true;
@@ -332,6 +332,9 @@ export class ChatView implements RowHandlers {
   private send(): void {
     const body = this.input.value.trim();
     if (!body) return;
+    const problem = lengthProblem(body);
+    this.showError(problem);
+    if (problem) return;
     this.actions.send(this.podId, body, this.humor.getAttribute("aria-pressed") === "true");
     this.input.value = "";
     this.humor.setAttribute("aria-pressed", "false");
@@ -385,24 +388,38 @@ export class ChatView implements RowHandlers {
   }
 
   startEdit(m: Message): void {
-    this.ui = { editingId: m.id, confirmDeleteId: null, pickerId: null };
+    this.ui = { ...closedRows(), editingId: m.id, editDraft: m.body };
     this.store.changed();
   }
 
+  /** saveEdit keeps the editor, with its text, until the edit is stored. */
   async saveEdit(m: Message, body: string): Promise<void> {
-    this.ui.editingId = null;
+    const problem = lengthProblem(body);
+    if (problem || body === m.body) {
+      this.showError(problem);
+      if (!problem) this.cancel();
+      return;
+    }
+    this.ui.editSaving = true;
     this.store.changed();
-    if (body !== m.body) this.showError(await this.actions.edit(m, body));
-    this.input.focus();
+    const error = await this.actions.edit(m, body);
+    if (this.ui.editingId !== m.id) return; // closed meanwhile
+    this.ui.editSaving = false;
+    this.showError(error);
+    if (!error) {
+      this.ui = closedRows();
+      this.input.focus();
+    }
+    this.store.changed();
   }
 
   cancel(): void {
-    this.ui = { editingId: null, confirmDeleteId: null, pickerId: null };
+    this.ui = closedRows();
     this.store.changed();
   }
 
   armDelete(m: Message): void {
-    this.ui = { editingId: null, confirmDeleteId: m.id, pickerId: null };
+    this.ui = { ...closedRows(), confirmDeleteId: m.id };
     this.store.changed();
   }
 
@@ -414,4 +431,18 @@ export class ChatView implements RowHandlers {
   retry(o: Outgoing): void {
     this.actions.retry(o.key);
   }
+}
+
+/** closedRows is the row state with no editor, picker or delete open. */
+function closedRows(): RowUi {
+  return { editingId: null, editDraft: "", editSaving: false, confirmDeleteId: null, pickerId: null };
+}
+
+/** The server's limit on a message, in characters (code points). */
+const maxBodyChars = 4000;
+
+/** lengthProblem says why a message is too long to send, or null. */
+function lengthProblem(body: string): string | null {
+  const n = [...body].length;
+  return n > maxBodyChars ? `A message can have at most ${maxBodyChars.toLocaleString()} characters; this one has ${n.toLocaleString()}.` : null;
 }

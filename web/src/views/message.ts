@@ -13,6 +13,10 @@ const quickEmoji = ["👍", "❤️", "😂", "🔥", "🎉"];
 /** What the chat view remembers about rows between renders. */
 export interface RowUi {
   editingId: string | null;
+  /** The text of the edit under way, kept while its row is redrawn. */
+  editDraft: string;
+  /** Whether the edit is being saved. */
+  editSaving: boolean;
   confirmDeleteId: string | null;
   pickerId: string | null;
 }
@@ -46,6 +50,7 @@ export function messageSig(store: Store, p: PodState, m: Message, ui: RowUi): st
     m.reactions.map((r) => [r.emoji, r.userIds]),
     store.displayName(p, m.authorId),
     p.coachTriggers.get(m.id),
+    ui.editingId === m.id && ui.editSaving,
     ui.editingId === m.id,
     ui.confirmDeleteId === m.id,
     ui.pickerId === m.id,
@@ -72,23 +77,39 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
 
   let body: HTMLElement;
   if (ui.editingId === m.id) {
-    const input = h("input", { class: "edit-input", value: m.body, "aria-label": "Edit message", maxlength: 4000 });
+    // Redrawn when the message changes (a reaction, say): the draft stays.
+    const input = h("textarea", { class: "edit-input", rows: 3, "aria-label": "Edit message" });
+    input.value = ui.editDraft;
+    input.disabled = ui.editSaving;
+    input.addEventListener("input", () => {
+      ui.editDraft = input.value;
+    });
+    const save = () => {
+      const text = input.value.trim();
+      if (text && !ui.editSaving) on.saveEdit(m, text);
+    };
     input.addEventListener("keydown", (e) => {
       if (e.key === "Escape") on.cancel();
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        save();
+      }
     });
     body = h(
       "form",
       { class: "edit-form" },
       input,
-      h("button", { type: "submit", class: "primary", text: "Save" }),
+      h("button", { type: "submit", class: "primary", text: ui.editSaving ? "Saving…" : "Save", disabled: ui.editSaving }),
       h("button", { type: "button", text: "Cancel", onclick: () => on.cancel() }),
     );
     body.addEventListener("submit", (e) => {
       e.preventDefault();
-      const text = input.value.trim();
-      if (text) on.saveEdit(m, text);
+      save();
     });
-    queueMicrotask(() => input.focus());
+    queueMicrotask(() => {
+      input.focus();
+      input.setSelectionRange(input.value.length, input.value.length);
+    });
   } else {
     body = h("p", { class: "body", text: m.body });
   }
