@@ -60,9 +60,11 @@ func EnqueueQuietJobs(ctx context.Context, q Querier, now time.Time, quietAfter 
 
 // EnqueueReminderJobs adds a reminder job for every member, of a pod with
 // the coach on, whose local time (in their own time zone) is past their
-// reminder time and who has not checked in for their local date (done or
-// not: a member who said they did not do it today is not nagged). The key
-// names the local date: one reminder per member, pod and day.
+// reminder time, who was a member then (one who joins later in the day is
+// not greeted with a reminder), and who has not checked in for their local
+// date (done or not: a member who said they did not do it today is not
+// nagged). The key names the local date: one reminder per member, pod and
+// day.
 //
 // The scan runs every few seconds and finds most due members already
 // reminded: looking their key up first skips building the row and the
@@ -79,6 +81,7 @@ func EnqueueReminderJobs(ctx context.Context, q Querier, now time.Time) (int64, 
 		CROSS JOIN LATERAL (SELECT t.at::date AS day, to_char(t.at, 'YYYY-MM-DD') AS iso) local
 		CROSS JOIN LATERAL (SELECT 'reminder:' || m.pod_id || ':' || m.user_id || ':' || local.iso AS key) key
 		WHERE m.role <> 'coach' AND t.at::time >= m.reminder_time
+		  AND m.joined_at <= (local.day + m.reminder_time) AT TIME ZONE u.timezone
 		  AND NOT EXISTS (SELECT 1 FROM coach_jobs j WHERE j.key = key.key)
 		  AND NOT EXISTS (SELECT 1 FROM check_ins c
 		                  WHERE c.pod_id = m.pod_id AND c.user_id = m.user_id AND c.date = local.day)

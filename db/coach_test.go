@@ -186,7 +186,7 @@ func TestCoachScansSkipJobsQueuedAlready(t *testing.T) {
 	t.Parallel()
 	f := newBatchFixture(t) // ann and bob in pods A and B, all in UTC
 	ctx := context.Background()
-	if _, err := f.pool.Exec(ctx, `UPDATE memberships SET reminder_time = '08:00'`); err != nil {
+	if _, err := f.pool.Exec(ctx, `UPDATE memberships SET reminder_time = '08:00', joined_at = '2026-01-01'`); err != nil {
 		t.Fatal(err)
 	}
 	lastJobID := func() int64 {
@@ -272,6 +272,33 @@ func TestPruneCoachJobsKeepsWhatAScanCouldQueueAgain(t *testing.T) {
 		}
 		if left == j.pruned {
 			t.Errorf("%s: still there %v, want %v", j.key, left, !j.pruned)
+		}
+	}
+}
+
+// A member who joins after their reminder time is reminded from the next
+// day on, not at once.
+func TestRemindersStartAtTheFirstReminderTimeAfterTheJoin(t *testing.T) {
+	t.Parallel()
+	f := newBatchFixture(t) // ann and bob in pods A and B, all in UTC
+	ctx := context.Background()
+	joined := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	if _, err := f.pool.Exec(ctx, `UPDATE memberships SET reminder_time = '08:00', joined_at = $1`, joined); err != nil {
+		t.Fatal(err)
+	}
+	for _, scan := range []struct {
+		at   time.Time
+		want int64
+	}{
+		{joined.Add(time.Hour), 0},                     // past 08:00, but they joined at 09:00
+		{joined.Add(23*time.Hour + 30*time.Minute), 4}, // 08:30 the next day
+	} {
+		n, err := db.EnqueueReminderJobs(ctx, f.pool, scan.at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != scan.want {
+			t.Errorf("at %s: %d reminders, want %d", scan.at.Format(time.RFC3339), n, scan.want)
 		}
 	}
 }

@@ -56,6 +56,10 @@ func newWorld(t *testing.T, timezone string) *world {
 		}
 	}
 	w.pod = pod
+	// Members long before the dates the tests' clocks show.
+	if _, err := w.d.Pool.Exec(ctx, `UPDATE memberships SET joined_at = '2026-01-01' WHERE pod_id = $1`, pod.ID); err != nil {
+		t.Fatal(err)
+	}
 	// No check-in reminders (no local time reaches 24:00), so that a test
 	// on the real clock gets none whatever the hour; the reminder tests
 	// set a time with remindAt.
