@@ -234,7 +234,9 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await message(bob, said.at(-1)).waitFor({ timeout: 5_000 });
   await assertOnce(bob, said, "bob after reload");
 
-  // Unread badge: Bob goes back to the list, Alice writes, Bob opens the pod.
+  // Unread badge: Bob goes back to the list (what he was writing stays),
+  // Alice writes, Bob opens the pod.
+  await bob.getByLabel("Message", { exact: true }).fill("Half a thought");
   await bob.getByRole("button", { name: "Back to pods" }).click();
   await alice.getByLabel("Message", { exact: true }).fill("See you tomorrow");
   await alice.getByLabel("Message", { exact: true }).press("Enter");
@@ -243,6 +245,7 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await bob.locator(".pod-item", { hasText: "Early birds" }).click();
   await message(bob, said.at(-1)).waitFor({ timeout: deliveryMs });
   await bob.locator(".pod-item .unread").waitFor({ state: "detached", timeout: 2_000 });
+  assert.equal(await bob.getByLabel("Message", { exact: true }).inputValue(), "Half a thought");
   // Opened, the chat shows its newest message.
   await bob.waitForFunction(() => {
     const el = document.querySelector(".messages");

@@ -55,9 +55,34 @@ export function errorText(err: unknown): string {
       return "Can't reach the server.";
     case Code.ResourceExhausted:
       return "Slow down a little.";
+    case Code.InvalidArgument:
+      return fieldLabelled(e.rawMessage);
     default:
       return e.rawMessage || Code[e.code];
   }
+}
+
+/** What the forms call the fields that the server names in its errors. */
+const fieldLabels: Record<string, string> = {
+  body: "Message",
+  capacity: "Size",
+  date: "Date",
+  display_name: "Display name",
+  emoji: "Reaction",
+  habit: "Habit",
+  handle: "Handle",
+  invite_code: "Invite code",
+  name: "Name",
+  note: "Note",
+  password: "Password",
+  time: "Reminder time",
+  timezone: "Time zone",
+};
+
+/** fieldLabelled turns "display_name: must not be empty" into "Display name: must not be empty". */
+export function fieldLabelled(message: string): string {
+  const m = /^([a-z_]+): (.*)$/s.exec(message);
+  return m && fieldLabels[m[1]] ? `${fieldLabels[m[1]]}: ${m[2]}` : message;
 }
 
 /** errorCode returns the Connect code of a failed call. */

@@ -68,6 +68,8 @@ export class Store implements StreamSink {
   readonly outbox = new Map<string, Outgoing>();
   /** The pod shown in the chat view. */
   openPodId: string | null = null;
+  /** What was written in each pod's composer and not sent, kept while another pod is open. */
+  readonly drafts = new Map<string, string>();
 
   private readonly outboxKey: string;
 

@@ -113,7 +113,11 @@ export class ChatView implements RowHandlers {
         this.send();
       }
     });
-    this.input.addEventListener("input", () => this.typed());
+    this.input.value = store.drafts.get(podId) ?? "";
+    this.input.addEventListener("input", () => {
+      store.drafts.set(podId, this.input.value);
+      this.typed();
+    });
     this.humor.addEventListener("click", () => {
       this.humor.setAttribute("aria-pressed", String(this.humor.getAttribute("aria-pressed") !== "true"));
     });
@@ -337,6 +341,7 @@ export class ChatView implements RowHandlers {
     if (problem) return;
     this.actions.send(this.podId, body, this.humor.getAttribute("aria-pressed") === "true");
     this.input.value = "";
+    this.store.drafts.delete(this.podId);
     this.humor.setAttribute("aria-pressed", "false");
     this.stopTyping(false); // the message itself ends our typing for everyone
     this.stickToBottom = true;

@@ -34,6 +34,12 @@ export interface RowHandlers {
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayTimeFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+
+/** when is a message's time, with its day unless it is today's. */
+function when(d: Date): string {
+  return d.toDateString() === new Date().toDateString() ? timeFormat.format(d) : dayTimeFormat.format(d);
+}
 
 const triggerLabels: Partial<Record<CoachTrigger, string>> = {
   [CoachTrigger.QUIET]: "nudge",
@@ -68,7 +74,7 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     "div",
     { class: "meta" },
     h("span", { class: "author", text: coach ? `🤖 ${store.displayName(p, m.authorId)}` : store.displayName(p, m.authorId) }),
-    created && h("time", { datetime: created.toISOString(), text: timeFormat.format(created) }),
+    created && h("time", { datetime: created.toISOString(), title: created.toLocaleString(), text: when(created) }),
     coach && h("span", { class: "tag coach-tag", text: trigger && triggerLabels[trigger] ? `coach · ${triggerLabels[trigger]}` : "coach" }),
     m.humor && h("span", { class: "tag humor-tag", title: "Marked as a joke", text: "😄 joke" }),
     m.editedAt && h("span", { class: "tag", text: "edited" }),

@@ -91,6 +91,7 @@ function joinForm(actions: Actions, open: (podId: string) => void): HTMLElement 
   const error = h("p", { class: "form-error", role: "alert" });
   const submit = h("button", { type: "submit", text: "Join" });
   const form = h("form", { class: "join-form" }, h("div", { class: "field" }, "Join with an invite code", h("span", { class: "row" }, code, submit)), error);
+  code.addEventListener("input", () => (error.textContent = "")); // about the code before
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     submit.disabled = true;
