@@ -254,6 +254,23 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await assertOnce(alice, said, "alice");
   await assertOnce(bob, said, "bob");
 
+  // Alice reads further up while Bob writes on: a cue shows new messages
+  // below, and they count as unread until she goes down to them.
+  await bob.getByLabel("Message", { exact: true }).fill("");
+  for (let i = 1; i <= 25; i++) {
+    await bob.getByLabel("Message", { exact: true }).fill(`Line ${i}`);
+    await bob.getByLabel("Message", { exact: true }).press("Enter");
+  }
+  await message(alice, "Line 25").waitFor({ timeout: 5_000 });
+  await alice.locator(".messages").evaluate((el) => (el.scrollTop = 0));
+  await alice.waitForTimeout(300); // the scroll lands
+  await say(bob, alice, "Are you there?");
+  await alice.getByRole("button", { name: "↓ New messages" }).waitFor({ timeout: deliveryMs });
+  await alice.locator(".pod-item .unread", { hasText: "1" }).waitFor({ timeout: 2_000 });
+  await alice.getByRole("button", { name: "↓ New messages" }).click();
+  await alice.getByRole("button", { name: "↓ New messages" }).waitFor({ state: "hidden", timeout: 2_000 });
+  await alice.locator(".pod-item .unread").waitFor({ state: "detached", timeout: 2_000 });
+
   // Check-in and streak, where the server has ProgressService (the button
   // shows only then): Bob sees Alice's streak in the member list.
   const checkIn = alice.getByRole("button", { name: "Check in" });

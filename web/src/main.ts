@@ -117,7 +117,7 @@ class App {
       }
       if (p.history === "none" || (reconnected && p.history === "error")) void this.actions.loadHistory(p, false);
       this.chat.update();
-      if (p.history === "loaded") void this.actions.markRead(p);
+      if (p.history === "loaded" && this.chat.readingNewest()) void this.actions.markRead(p);
     }
   }
 }

@@ -68,6 +68,8 @@ export class Store implements StreamSink {
   readonly outbox = new Map<string, Outgoing>();
   /** The pod shown in the chat view. */
   openPodId: string | null = null;
+  /** Whether the open pod shows its newest messages, not older ones further up: only then is a new one read at once. */
+  openAtNewest = true;
   /** What was written in each pod's composer and not sent, kept while another pod is open. */
   readonly drafts = new Map<string, string>();
 
@@ -263,7 +265,7 @@ export class Store implements StreamSink {
         p.messages.set(m.id, m);
         this.settle(m);
         this.stopTyping(p, m.authorId);
-        const readingNow = this.openPodId === p.pod.id && document.visibilityState === "visible";
+        const readingNow = this.openPodId === p.pod.id && this.openAtNewest && document.visibilityState === "visible";
         if (m.authorId !== this.me.userId && ev.seq > p.countedUpTo && !readingNow) {
           p.unread++;
           p.countedUnread.add(m.id);

@@ -78,6 +78,10 @@ export class ChatView implements RowHandlers {
   private readonly older = h("button", { type: "button", class: "older", text: "Load older messages" });
   private readonly historyNote = h("p", { class: "history-note" });
   private readonly list = h("ol", { class: "message-list", role: "log", "aria-live": "polite" });
+  /** Shown when messages came in below while the user reads further up. */
+  private readonly newBelow = h("button", { type: "button", class: "new-below", hidden: true, text: "↓ New messages" });
+  /** The newest message's seq at the last update. */
+  private newestSeq = 0n;
   private readonly typingLine = h("p", { class: "typing", "aria-live": "polite" });
   private readonly error = h("p", { class: "chat-error", role: "alert" });
   private readonly input = h("textarea", { class: "composer-input", rows: 1, placeholder: "Write a message…", "aria-label": "Message" });
@@ -101,6 +105,7 @@ export class ChatView implements RowHandlers {
     private readonly actions: Actions,
     readonly podId: string,
   ) {
+    store.openAtNewest = true; // until it scrolls up
     const send = h("button", { type: "submit", class: "primary send", text: "Send" });
     const composer = h("form", { class: "composer" }, this.input, this.humor, send);
     composer.addEventListener("submit", (e) => {
@@ -124,6 +129,14 @@ export class ChatView implements RowHandlers {
     this.older.addEventListener("click", () => this.loadOlder());
     this.scroller.addEventListener("scroll", () => {
       if (this.scroller.scrollTop < 40) this.loadOlder();
+      this.store.openAtNewest = this.atBottom();
+      if (!this.newBelow.hidden && this.atBottom()) {
+        this.newBelow.hidden = true;
+        this.store.changed(); // now they are read
+      }
+    });
+    this.newBelow.addEventListener("click", () => {
+      this.scroller.scrollTop = this.scroller.scrollHeight;
     });
     this.leave.addEventListener("click", async () => {
       if (this.leaveStep.click()) this.showError(await this.actions.leavePod(this.podId));
@@ -168,7 +181,7 @@ export class ChatView implements RowHandlers {
         this.members,
         h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.reminder, this.coach, this.leave, this.remove),
       ),
-      h("div", { class: "scroll-wrap" }, this.scroller),
+      h("div", { class: "scroll-wrap" }, this.scroller, this.newBelow),
       this.typingLine,
       this.error,
       composer,
@@ -267,9 +280,19 @@ export class ChatView implements RowHandlers {
     );
   }
 
+  /** readingNewest tells whether the user sees the newest messages: only then are they marked read. */
+  readingNewest(): boolean {
+    return this.newBelow.hidden;
+  }
+
+  private atBottom(): boolean {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 40;
+  }
+
   private updateMessages(p: PodState): void {
     const s = this.scroller;
-    const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 40;
+    const atBottom = this.atBottom();
     const firstBefore = this.list.firstElementChild;
     const heightBefore = s.scrollHeight;
     const topBefore = s.scrollTop;
@@ -299,6 +322,10 @@ export class ChatView implements RowHandlers {
       s.scrollTop = s.scrollHeight;
       this.stickToBottom = false;
     }
+    const newest = this.store.sortedMessages(p).at(-1)?.seq ?? 0n;
+    if (newest > this.newestSeq && this.newestSeq > 0n && !this.atBottom()) this.newBelow.hidden = false;
+    this.newestSeq = newest;
+    this.store.openAtNewest = this.atBottom();
   }
 
   private updateTyping(p: PodState): void {
