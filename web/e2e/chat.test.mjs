@@ -155,10 +155,12 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await message(alice, said[2]).getByRole("button", { name: "Edit" }).click();
   const draft = "Day one done 💪💪\nNap earned";
   await alice.getByLabel("Edit message").fill(draft);
+  await alice.getByLabel("Edit message").evaluate((el) => el.setSelectionRange(4, 7)); // "one"
   await message(bob, said[2]).getByRole("button", { name: "Add reaction" }).click();
   await message(bob, said[2]).getByRole("button", { name: "React 🔥" }).click();
   await alice.locator(".msg", { has: alice.getByLabel("Edit message") }).locator(".chip", { hasText: "🔥 1" }).waitFor({ timeout: deliveryMs });
   assert.equal(await alice.getByLabel("Edit message").inputValue(), draft);
+  assert.deepEqual(await alice.getByLabel("Edit message").evaluate((el) => [el.selectionStart, el.selectionEnd, el === document.activeElement]), [4, 7, true]);
   callsFailing = true;
   await alice.route("**/EditMessage", (r) => r.abort());
   await alice.getByLabel("Edit message").press("Enter");
@@ -197,10 +199,12 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
 
   // A message written meanwhile fails, says so, and goes once the server
   // is back.
-  const offline = "Written while the server was down";
-  await alice.getByLabel("Message", { exact: true }).fill(offline);
-  await alice.getByLabel("Message", { exact: true }).press("Enter");
-  await alice.locator('.msg[data-status="failed"]', { hasText: offline }).waitFor({ timeout: 12_000 });
+  const offline = ["Written while the server was down", "and a second thing", "and a third"];
+  for (const text of offline) {
+    await alice.getByLabel("Message", { exact: true }).fill(text);
+    await alice.getByLabel("Message", { exact: true }).press("Enter");
+    await alice.locator('.msg[data-status="failed"]', { hasText: text }).waitFor({ timeout: 12_000 });
+  }
 
   // "Retry now" after 10 s disconnected, not before.
   await alice.getByRole("button", { name: "Retry now" }).waitFor({ timeout: 15_000 });
@@ -216,9 +220,12 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await alice.getByRole("button", { name: "Retry now" }).waitFor({ state: "hidden", timeout: 1_000 });
   serverDown = false;
 
-  // The failed message went out with its key at the reconnect, once.
-  await message(bob, offline).waitFor({ timeout: deliveryMs });
-  said.push(offline);
+  // The failed messages went out with their keys at the reconnect, once,
+  // in the order they were written.
+  await message(bob, offline.at(-1)).waitFor({ timeout: 5_000 });
+  const bodies = await bob.locator(".message-list .body").allTextContents();
+  assert.deepEqual(bodies.filter((b) => offline.includes(b)), offline);
+  said.push(...offline);
   said.push("Welcome back");
   await say(bob, alice, "Welcome back");
 
@@ -263,7 +270,6 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   }
   await message(alice, "Line 25").waitFor({ timeout: 5_000 });
   await alice.locator(".messages").evaluate((el) => (el.scrollTop = 0));
-  await alice.waitForTimeout(300); // the scroll lands
   await say(bob, alice, "Are you there?");
   await alice.getByRole("button", { name: "↓ New messages" }).waitFor({ timeout: deliveryMs });
   await alice.locator(".pod-item .unread", { hasText: "1" }).waitFor({ timeout: 2_000 });

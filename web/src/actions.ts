@@ -140,9 +140,33 @@ export class Actions {
     void this.deliver(key);
   }
 
-  /** resendFailed resends, with their keys, our messages that failed for want of a connection (called at each connect). */
-  resendFailed(): void {
-    for (const o of this.store.outbox.values()) if (o.status === "failed" && o.retryable) void this.deliver(o.key);
+  private resending = false;
+
+  /**
+   * resendFailed resends, with their keys, our messages that failed for
+   * want of a connection (called at each connect), one at a time and
+   * oldest first, so that they arrive in the order they were written.
+   */
+  async resendFailed(): Promise<void> {
+    if (this.resending) return;
+    this.resending = true;
+    try {
+      const due = [...this.store.outbox.values()].filter((o) => o.status === "failed" && o.retryable).sort((a, b) => a.createdAt - b.createdAt);
+      for (const o of due) {
+        if (this.store.outbox.get(o.key)?.status !== "failed") continue; // sent meanwhile
+        await this.deliver(o.key);
+        if (this.store.outbox.get(o.key)?.status === "failed") break; // the connection went again
+      }
+    } finally {
+      this.resending = false;
+    }
+  }
+
+  /** discard gives up on a message that was not sent. */
+  discard(key: string): void {
+    this.store.outbox.delete(key);
+    this.store.forgetOutgoing([key]);
+    this.store.changed();
   }
 
   /** retry resends a failed message with the same key: it can't be stored twice. */

@@ -56,7 +56,7 @@ export function errorText(err: unknown): string {
     case Code.ResourceExhausted:
       return "Slow down a little.";
     case Code.InvalidArgument:
-      return fieldLabelled(e.rawMessage);
+      return fieldLabelled(e.rawMessage) || Code[e.code];
     default:
       return e.rawMessage || Code[e.code];
   }

@@ -33,7 +33,11 @@ class App {
   constructor(me: Session) {
     this.store = new Store(me, () => this.schedule(), () => signOut(false));
     this.actions = new Actions(api, this.store);
-    this.conn = new Connection(api, this.store, () => this.schedule());
+    this.conn = new Connection(api, this.store, () => {
+      // Here rather than in render, which a hidden tab does not run.
+      if (this.conn.status === "connected") void this.actions.resendFailed();
+      this.schedule();
+    });
     this.topbar = new TopBar(this.conn, me, () => signOut(true));
     this.topbar.back.addEventListener("click", () => this.open(null));
     this.sidebar = new Sidebar(this.store, this.actions, (id) => this.open(id));
@@ -85,7 +89,6 @@ class App {
     this.frame = 0;
     const reconnected = this.conn.status === "connected" && this.lastStatus !== "connected";
     this.lastStatus = this.conn.status;
-    if (reconnected) this.actions.resendFailed();
 
     this.topbar.update();
     this.sidebar.update();

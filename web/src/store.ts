@@ -68,8 +68,8 @@ export class Store implements StreamSink {
   readonly outbox = new Map<string, Outgoing>();
   /** The pod shown in the chat view. */
   openPodId: string | null = null;
-  /** Whether the open pod shows its newest messages, not older ones further up: only then is a new one read at once. */
-  openAtNewest = true;
+  /** Whether the open pod shows its newest messages, not older ones further up (asked of the chat view): only then is a new one read at once. */
+  openAtNewest: () => boolean = () => true;
   /** What was written in each pod's composer and not sent, kept while another pod is open. */
   readonly drafts = new Map<string, string>();
 
@@ -265,7 +265,7 @@ export class Store implements StreamSink {
         p.messages.set(m.id, m);
         this.settle(m);
         this.stopTyping(p, m.authorId);
-        const readingNow = this.openPodId === p.pod.id && this.openAtNewest && document.visibilityState === "visible";
+        const readingNow = this.openPodId === p.pod.id && this.openAtNewest() && document.visibilityState === "visible";
         if (m.authorId !== this.me.userId && ev.seq > p.countedUpTo && !readingNow) {
           p.unread++;
           p.countedUnread.add(m.id);
@@ -390,14 +390,23 @@ export class Store implements StreamSink {
 
   private changeKept(change: (items: KeptOutgoing[]) => KeptOutgoing[]): void {
     const items = change(this.readKept());
-    if (items.length) localStorage.setItem(this.outboxKey, JSON.stringify(items));
-    else localStorage.removeItem(this.outboxKey);
+    try {
+      if (items.length) localStorage.setItem(this.outboxKey, JSON.stringify(items));
+      else localStorage.removeItem(this.outboxKey);
+    } catch {
+      // Storage full or off: the message is sent all the same, but not kept across a reload.
+    }
   }
 
+  /** readKept returns the kept messages, skipping anything that is not one. */
   private readKept(): KeptOutgoing[] {
     try {
       const items: unknown = JSON.parse(localStorage.getItem(this.outboxKey) ?? "[]");
-      return Array.isArray(items) ? (items as KeptOutgoing[]) : [];
+      if (!Array.isArray(items)) return [];
+      return items.filter(
+        (x): x is KeptOutgoing =>
+          typeof x === "object" && x !== null && typeof x.key === "string" && typeof x.podId === "string" && typeof x.body === "string" && typeof x.createdAt === "number",
+      );
     } catch {
       return [];
     }

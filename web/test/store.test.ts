@@ -198,8 +198,7 @@ test("tabs of one user keep each other's unsent messages across a reload", async
   // A reload of the first tab finds its message, and sends it at the next connect.
   const reloaded = newStore();
   assert.deepEqual([...reloaded.outbox.values()].map((o) => [o.body, o.status]), [["important", "failed"]]);
-  new Actions(api, reloaded).resendFailed();
-  await settled();
+  await new Actions(api, reloaded).resendFailed();
   assert.deepEqual(sent, ["hello", "important"]);
   assert.equal(reloaded.outbox.size, 0);
   assert.equal(newStore().outbox.size, 0);
@@ -223,7 +222,43 @@ test("at a reconnect, sends that failed for want of a connection go again; refus
   code = Code.Unavailable;
   actions.send(podId, "offline", false);
   await settled();
-  actions.resendFailed();
-  await settled();
+  await actions.resendFailed();
   assert.deepEqual(tries, ["refused", "offline", "offline"]);
+});
+
+test("messages written offline go again in the order they were written, one at a time", async () => {
+  let up = false;
+  let inFlight = 0;
+  const arrived: string[] = [];
+  const api = {
+    chat: {
+      sendMessage: async (req: { idempotencyKey: string; body: string }) => {
+        if (!up) throw new ConnectError("away", Code.Unavailable);
+        inFlight++;
+        assert.equal(inFlight, 1, "two resends at once");
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
+        inFlight--;
+        arrived.push(req.body);
+        return { message: create(MessageSchema, { id: `m-${req.body}`, podId, seq: 11n, authorId: "u-me", idempotencyKey: req.idempotencyKey, body: req.body }) };
+      },
+    },
+  } as unknown as Api;
+  const actions = new Actions(api, store);
+  const written = ["o1", "o2", "o3", "o4", "o5"];
+  for (const body of written) {
+    actions.send(podId, body, false);
+    await new Promise((resolve) => setTimeout(resolve, 1)); // createdAt apart
+  }
+  up = true;
+  await actions.resendFailed();
+  assert.deepEqual(arrived, written);
+  assert.equal(store.outbox.size, 0);
+});
+
+test("what is kept of unsent messages survives junk in the storage", () => {
+  storage.set(`pods.outbox.${me.userId}`, JSON.stringify([null, 7, { key: "k" }, { key: "good", podId, body: "hi", humor: false, createdAt: 1 }]));
+  const s = newStore();
+  assert.deepEqual([...s.outbox.keys()], ["good"]);
+  new Actions({} as Api, s).discard("good");
+  assert.equal(storage.get(`pods.outbox.${me.userId}`), undefined);
 });

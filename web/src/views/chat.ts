@@ -105,7 +105,7 @@ export class ChatView implements RowHandlers {
     private readonly actions: Actions,
     readonly podId: string,
   ) {
-    store.openAtNewest = true; // until it scrolls up
+    store.openAtNewest = () => this.atBottom();
     const send = h("button", { type: "submit", class: "primary send", text: "Send" });
     const composer = h("form", { class: "composer" }, this.input, this.humor, send);
     composer.addEventListener("submit", (e) => {
@@ -129,7 +129,6 @@ export class ChatView implements RowHandlers {
     this.older.addEventListener("click", () => this.loadOlder());
     this.scroller.addEventListener("scroll", () => {
       if (this.scroller.scrollTop < 40) this.loadOlder();
-      this.store.openAtNewest = this.atBottom();
       if (!this.newBelow.hidden && this.atBottom()) {
         this.newBelow.hidden = true;
         this.store.changed(); // now they are read
@@ -325,7 +324,6 @@ export class ChatView implements RowHandlers {
     const newest = this.store.sortedMessages(p).at(-1)?.seq ?? 0n;
     if (newest > this.newestSeq && this.newestSeq > 0n && !this.atBottom()) this.newBelow.hidden = false;
     this.newestSeq = newest;
-    this.store.openAtNewest = this.atBottom();
   }
 
   private updateTyping(p: PodState): void {
@@ -420,7 +418,7 @@ export class ChatView implements RowHandlers {
   }
 
   startEdit(m: Message): void {
-    this.ui = { ...closedRows(), editingId: m.id, editDraft: m.body };
+    this.ui = { ...closedRows(), editingId: m.id, editDraft: m.body, editCaret: null };
     this.store.changed();
   }
 
@@ -447,6 +445,7 @@ export class ChatView implements RowHandlers {
 
   cancel(): void {
     this.ui = closedRows();
+    this.showError(null);
     this.store.changed();
   }
 
@@ -463,11 +462,15 @@ export class ChatView implements RowHandlers {
   retry(o: Outgoing): void {
     this.actions.retry(o.key);
   }
+
+  discard(o: Outgoing): void {
+    this.actions.discard(o.key);
+  }
 }
 
 /** closedRows is the row state with no editor, picker or delete open. */
 function closedRows(): RowUi {
-  return { editingId: null, editDraft: "", editSaving: false, confirmDeleteId: null, pickerId: null };
+  return { editingId: null, editDraft: "", editCaret: null, editSaving: false, confirmDeleteId: null, pickerId: null };
 }
 
 /** The server's limit on a message, in characters (code points). */

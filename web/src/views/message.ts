@@ -15,6 +15,8 @@ export interface RowUi {
   editingId: string | null;
   /** The text of the edit under way, kept while its row is redrawn. */
   editDraft: string;
+  /** Where the edit's cursor (or selection) was, kept across redraws; null: at the end. */
+  editCaret: [number, number] | null;
   /** Whether the edit is being saved. */
   editSaving: boolean;
   confirmDeleteId: string | null;
@@ -31,14 +33,18 @@ export interface RowHandlers {
   armDelete(m: Message): void;
   confirmDelete(m: Message): void;
   retry(o: Outgoing): void;
+  discard(o: Outgoing): void;
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dayTimeFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+const yearTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
-/** when is a message's time, with its day unless it is today's. */
+/** when is a message's time, with its day unless it is today's, and its year unless it is this year's. */
 function when(d: Date): string {
-  return d.toDateString() === new Date().toDateString() ? timeFormat.format(d) : dayTimeFormat.format(d);
+  const now = new Date();
+  if (d.toDateString() === now.toDateString()) return timeFormat.format(d);
+  return d.getFullYear() === now.getFullYear() ? dayTimeFormat.format(d) : yearTimeFormat.format(d);
 }
 
 const triggerLabels: Partial<Record<CoachTrigger, string>> = {
@@ -53,6 +59,7 @@ export function messageSig(store: Store, p: PodState, m: Message, ui: RowUi): st
     m.body,
     m.humor,
     m.editedAt?.seconds.toString(),
+    m.createdAt && timestampDate(m.createdAt).toDateString() === new Date().toDateString(), // past midnight it shows its day
     m.reactions.map((r) => [r.emoji, r.userIds]),
     store.displayName(p, m.authorId),
     p.coachTriggers.get(m.id),
@@ -87,9 +94,16 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     const input = h("textarea", { class: "edit-input", rows: 3, "aria-label": "Edit message" });
     input.value = ui.editDraft;
     input.disabled = ui.editSaving;
+    const keepCaret = () => {
+      ui.editCaret = [input.selectionStart, input.selectionEnd];
+    };
     input.addEventListener("input", () => {
       ui.editDraft = input.value;
+      keepCaret();
     });
+    for (const e of ["select", "keyup", "mouseup"]) input.addEventListener(e, keepCaret);
+    // Focused when the edit starts, and again after a redraw only if it was.
+    const focused = ui.editCaret === null || document.activeElement?.classList.contains("edit-input");
     const save = () => {
       const text = input.value.trim();
       if (text && !ui.editSaving) on.saveEdit(m, text);
@@ -106,15 +120,18 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
       { class: "edit-form" },
       input,
       h("button", { type: "submit", class: "primary", text: ui.editSaving ? "Saving…" : "Save", disabled: ui.editSaving }),
-      h("button", { type: "button", text: "Cancel", onclick: () => on.cancel() }),
+      h("button", { type: "button", text: "Cancel", disabled: ui.editSaving, onclick: () => on.cancel() }),
     );
     body.addEventListener("submit", (e) => {
       e.preventDefault();
       save();
     });
     queueMicrotask(() => {
+      if (!focused) return;
       input.focus();
-      input.setSelectionRange(input.value.length, input.value.length);
+      const [start, end] = ui.editCaret ?? [input.value.length, input.value.length];
+      input.setSelectionRange(start, end);
+      ui.editCaret = [start, end];
     });
   } else {
     body = h("p", { class: "body", text: m.body });
@@ -180,6 +197,12 @@ export function outgoingRow(store: Store, o: Outgoing, on: RowHandlers): HTMLEle
       h("span", { class: "state", text: failed ? `⚠ Not sent${o.error ? `: ${o.error}` : ""}` : "⏳ Sending…" }),
     ),
     h("p", { class: "body", text: o.body }),
-    failed && h("div", { class: "tools" }, h("button", { type: "button", class: "retry primary", text: "Retry", onclick: () => on.retry(o) })),
+    failed &&
+      h(
+        "div",
+        { class: "tools" },
+        h("button", { type: "button", class: "retry primary", text: "Retry", onclick: () => on.retry(o) }),
+        h("button", { type: "button", class: "discard", text: "Discard", onclick: () => on.discard(o) }),
+      ),
   );
 }
