@@ -193,9 +193,9 @@ func (w *Writers) Owns(pid uint32) bool {
 
 // Forget makes w own no backend of its current connections, and closes
 // them (those in use once released); as many new ones are opened and
-// warmed up at once, in the background. After a reconnect (Postgres may have restarted and be
-// handing out the PIDs of the writers' dead backends), nothing from before
-// passes for theirs.
+// warmed up at once, in the background. After a reconnect (Postgres may
+// have restarted and be handing out the PIDs of the writers' dead
+// backends), nothing from before passes for theirs.
 func (w *Writers) Forget() {
 	w.mu.Lock()
 	clear(w.conns)
