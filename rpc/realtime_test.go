@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pods-dev/pods/db"
@@ -403,6 +404,79 @@ func TestNodesMustShareTheChangeSource(t *testing.T) {
 			}
 			if err := prepare(first, "third"); err != nil {
 				t.Fatalf("a node with the same source: %v", err)
+			}
+		})
+	}
+}
+
+// A commit can reach the replication stream before other sessions see it
+// (here a synchronous standby that never answers holds it; in production
+// it is the moment between the WAL flush and the commit becoming visible,
+// or a standby's round trip). A stream that starts watching the pod on
+// this node in that moment reads the pod's position without the commit;
+// with the wal source the node reads again until it has it (it dropped
+// the announcement of a pod nobody here watched). With "watched", another
+// stream of the pod is open already.
+func TestWALCommitVisibleLateReachesANewStream(t *testing.T) {
+	for _, watched := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watched=%v", watched), func(t *testing.T) {
+			t.Parallel()
+			_, d := dbtest.NewCluster(t)
+			ctx := context.Background()
+			e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL})
+			alice := e.signUp()
+			pod := e.createPod(alice, 4)
+			if watched {
+				e.subscribe(e.as(alice), nil).ready()
+			}
+			var before int64
+			if err := d.Pool.QueryRow(ctx, `SELECT last_seq FROM pods WHERE id = $1`, pod.Id).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+			// Every session commits locally but the writer below, which
+			// waits for a standby that does not exist.
+			e.exec(`ALTER SYSTEM SET synchronous_commit = 'local'`)
+			e.exec(`ALTER SYSTEM SET synchronous_standby_names = 'nobody'`)
+			e.exec(`SELECT pg_reload_conf()`)
+			time.Sleep(300 * time.Millisecond)
+			w, err := pgx.Connect(ctx, d.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close(ctx)
+			if _, err := w.Exec(ctx, `SET synchronous_commit = on`); err != nil {
+				t.Fatal(err)
+			}
+			var pid int
+			if err := w.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			inserted := make(chan error, 1)
+			go func() {
+				_, err := w.Exec(ctx, `INSERT INTO messages (pod_id, author_id, idempotency_key, body)
+					VALUES ($1, $2, 'late', 'committed, not yet visible')`, pod.Id, alice.user.Id)
+				inserted <- err
+			}()
+			time.Sleep(time.Second) // the commit is on the replication stream
+
+			s := e.subscribe(alice, map[string]int64{pod.Id: before})
+			if got := s.ready().Pods[0].LastSeq; got != before {
+				t.Fatalf("ready's last seq %d, want %d: the commit is visible already", got, before)
+			}
+			e.exec(`SELECT pg_cancel_backend($1)`, pid) // the commit becomes visible
+			if err := <-inserted; err != nil {
+				t.Fatalf("insert: %v", err)
+			}
+			deadline := time.After(5 * time.Second)
+			for {
+				select {
+				case ev := <-s.events:
+					if ev.Seq == before+1 {
+						return
+					}
+				case <-deadline:
+					t.Fatalf("event %d is committed and visible but never reached the stream", before+1)
+				}
 			}
 		})
 	}

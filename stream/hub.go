@@ -92,9 +92,13 @@ type Hub struct {
 	// may register after it.
 	announced map[string]time.Time
 	dirty     map[string]time.Time // pods that may have unread events → since when
-	wake      chan struct{}        // cap 1: dirty pods are waiting
-	streams   map[string]string    // open stream id → user id, for presence
-	unclosed  map[string]string    // ended streams whose end failed to record → user id
+	// walSeen holds the seqs that the WAL source saw committed in pods
+	// nobody here watched, for walSeenFor, and when it saw them.
+	walSeen      map[string]walAnnounced
+	walSeenSwept time.Time
+	wake         chan struct{}     // cap 1: dirty pods are waiting
+	streams      map[string]string // open stream id → user id, for presence
+	unclosed     map[string]string // ended streams whose end failed to record → user id
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed by Close: streams end
@@ -167,6 +171,7 @@ func NewHub(cfg Config) *Hub {
 		checkSessionsNow: make(chan struct{}, 1),
 		announced:        make(map[string]time.Time),
 		dirty:            make(map[string]time.Time),
+		walSeen:          make(map[string]walAnnounced),
 		wake:             make(chan struct{}, 1),
 		streams:          make(map[string]string),
 		unclosed:         make(map[string]string),
@@ -609,6 +614,12 @@ func (h *Hub) attach(ctx context.Context, s *subscriber, podIDs []string) error 
 			ps.lastSeq = seq
 		}
 		ps.known = true
+		// A commit the WAL source announced may not be visible yet to
+		// the read above: read again until it is.
+		if seen := h.walSeenFor(id); seen > ps.lastSeq {
+			ps.wantSeq = max(ps.wantSeq, seen)
+			h.markDirtyLocked(id, time.Now())
+		}
 		if _, dirty := h.dirty[id]; !exists || dirty {
 			h.markDirtyLocked(id, time.Now())
 		}

@@ -216,17 +216,51 @@ func (r *walReader) decode(walData []byte) error {
 // must reach, and wakes the fetcher. A commit can reach the replication
 // stream a moment before other sessions see it, so the fetcher reads again
 // until it has the seq the stream announced. Pods already past that seq
-// (this node committed the events and fanned them out) need no read.
+// (this node committed the events and fanned them out) need no read. The
+// seqs of untracked pods are kept a while (walSeen): a stream that starts
+// watching one may read its position before such a commit is visible.
 func (h *Hub) walCommitted(pods map[string]int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	now := time.Now()
 	for id, seq := range pods {
-		if ps, ok := h.pods[id]; ok && !(ps.known && seq <= ps.lastSeq) {
+		ps, ok := h.pods[id]
+		switch {
+		case !ok:
+			h.walSeen[id] = walAnnounced{seq: max(h.walSeen[id].seq, seq), at: now}
+		case !(ps.known && seq <= ps.lastSeq):
 			ps.wantSeq = max(ps.wantSeq, seq)
 			h.markDirtyLocked(id, now)
 		}
 	}
+	if now.Sub(h.walSeenSwept) > walSeenKeep {
+		for id, a := range h.walSeen {
+			if now.Sub(a.at) > walSeenKeep {
+				delete(h.walSeen, id)
+			}
+		}
+		h.walSeenSwept = now
+	}
+}
+
+// walAnnounced is a seq the WAL source saw committed, and when.
+type walAnnounced struct {
+	seq int64
+	at  time.Time
+}
+
+// walSeenKeep is how long the seq of a commit in an untracked pod is kept:
+// far longer than a commit takes to become visible after it reaches the
+// replication stream (a synchronous standby's round trip).
+const walSeenKeep = time.Minute
+
+// walSeenFor returns the last seq the WAL source saw committed in pod
+// within walSeenKeep, or 0. h.mu must be held.
+func (h *Hub) walSeenFor(pod string) int64 {
+	if a, ok := h.walSeen[pod]; ok && time.Since(a.at) <= walSeenKeep {
+		return a.seq
+	}
+	return 0
 }
 
 // advance moves the confirmed position to lsn if that is later, and
