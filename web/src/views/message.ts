@@ -93,7 +93,6 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     // Redrawn when the message changes (a reaction, say): the draft stays.
     const input = h("textarea", { class: "edit-input", rows: 3, "aria-label": "Edit message" });
     input.value = ui.editDraft;
-    input.disabled = ui.editSaving;
     const keepCaret = () => {
       ui.editCaret = [input.selectionStart, input.selectionEnd];
     };
