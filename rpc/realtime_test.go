@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -479,5 +480,66 @@ func TestWALCommitVisibleLateReachesANewStream(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A replication connection that goes silent (here its walsender is
+// stopped; a lost host or network does the same, while writes still go
+// into buffers) is taken for dead after twice the probe interval and
+// replaced once the server answers again; live events flow then.
+func TestASilentReplicationConnectionIsReplaced(t *testing.T) {
+	t.Parallel()
+	d := dbtest.New(t)
+	nodeID := fmt.Sprintf("silent-%d", time.Now().UnixNano())
+	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL, NodeID: nodeID, ProbeInterval: 200 * time.Millisecond})
+	replicating := func() bool {
+		_, ok := e.metrics()["pods_stream_wal_lag_bytes"]
+		return ok
+	}
+	waitFor := func(what string, want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); replicating() != want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still replicating %v after 15 s", what, !want)
+			}
+		}
+	}
+	waitFor("at start", true)
+	var pid int
+	if err := d.Pool.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity
+		WHERE backend_type = 'walsender' AND application_name = $1`, "pods wal "+nodeID).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(pid, syscall.SIGCONT) //nolint:errcheck
+		}
+	}()
+	waitFor("the walsender stopped", false)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	waitFor("the walsender going on", true)
+
+	alice := e.signUp()
+	pod := e.createPod(alice, 4)
+	s := e.subscribe(alice, nil)
+	s.ready()
+	// Written past this node's writers: it comes through replication.
+	e.exec(`INSERT INTO messages (pod_id, author_id, idempotency_key, body) VALUES ($1, $2, 'k', 'by hand')`, pod.Id, alice.user.Id)
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case ev := <-s.events:
+			if ev.GetMessageCreated().GetMessage().GetBody() == "by hand" {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no live event after the replication connection was replaced")
+		}
 	}
 }

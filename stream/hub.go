@@ -39,8 +39,9 @@ type Config struct {
 	QueueSize int
 	// BatchSize is the most events read per pod in one query. Default 500.
 	BatchSize int
-	// ProbeInterval is how long the listener may hear nothing before it
-	// checks that its connection is alive. Default 10 s.
+	// ProbeInterval is how long the listener, or the replication reader,
+	// may hear nothing before it checks that its connection is alive (the
+	// reader gives up after as long again). Default 10 s.
 	ProbeInterval time.Duration
 
 	// NodeID names this node in the presence tables. Default: random.

@@ -117,12 +117,20 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 	r.advance(start)
 	defer h.walPosition.Store(0)
 	nextStatus := time.Now().Add(standbyInterval)
+	heard := time.Now() // when the server last sent anything
 	for {
+		// Quiet for ProbeInterval: ask the server for an answer; none
+		// for as long again, and the connection is taken for dead (it
+		// may be, silently, with the writes still going into buffers).
+		quiet := time.Since(heard)
+		if quiet > 2*h.cfg.ProbeInterval {
+			return fmt.Errorf("replication: nothing heard from the server for %s", quiet.Round(time.Millisecond))
+		}
 		if time.Now().After(nextStatus) {
-			if err := r.sendStatus(readCtx, conn); err != nil {
+			if err := r.sendStatus(readCtx, conn, quiet >= h.cfg.ProbeInterval); err != nil {
 				return err
 			}
-			nextStatus = time.Now().Add(standbyInterval)
+			nextStatus = time.Now().Add(min(standbyInterval, h.cfg.ProbeInterval/2))
 		}
 		recvCtx, cancelRecv := context.WithDeadline(readCtx, nextStatus)
 		msg, err := conn.ReceiveMessage(recvCtx)
@@ -136,6 +144,7 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 		if err != nil {
 			return err
 		}
+		heard = time.Now()
 		switch msg := msg.(type) {
 		case *pgproto3.ErrorResponse:
 			return pgconn.ErrorResponseToPgError(msg)
@@ -270,9 +279,11 @@ func (r *walReader) advance(lsn pglogrepl.LSN) {
 	r.hub.walPosition.Store(uint64(r.confirmed))
 }
 
-// sendStatus confirms the position of the last handled commit.
-func (r *walReader) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
+// sendStatus confirms the position of the last handled commit, asking
+// the server for an answer if replyRequested.
+func (r *walReader) sendStatus(ctx context.Context, conn *pgconn.PgConn, replyRequested bool) error {
 	return pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: r.confirmed, WALFlushPosition: r.confirmed, WALApplyPosition: r.confirmed,
+		ReplyRequested: replyRequested,
 	})
 }
