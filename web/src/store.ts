@@ -385,7 +385,14 @@ export class Store implements StreamSink {
 
   /** forgetOutgoing stops keeping the messages of these keys. */
   forgetOutgoing(keys: string[]): void {
-    if (keys.length) this.changeKept((items) => items.filter((x) => !keys.includes(x.key)));
+    // Called for each of our messages that arrives: most were never kept.
+    let raw: string | null = null;
+    try {
+      raw = localStorage.getItem(this.outboxKey);
+    } catch {
+      return; // storage off: nothing was kept
+    }
+    if (raw && keys.some((k) => raw.includes(k))) this.changeKept((items) => items.filter((x) => !keys.includes(x.key)));
   }
 
   private changeKept(change: (items: KeptOutgoing[]) => KeptOutgoing[]): void {

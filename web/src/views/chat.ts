@@ -300,8 +300,9 @@ export class ChatView implements RowHandlers {
     this.historyNote.textContent =
       p.history === "loading" ? "Loading…" : p.history === "error" ? "Couldn't load the history; it loads again when the connection is back." : p.history === "loaded" && !p.hasMore ? "This is the start of the pod." : "";
 
+    const messages = this.store.sortedMessages(p);
     const rows: Row[] = [
-      ...this.store.sortedMessages(p).map((m): Row => ({ kind: "message", m })),
+      ...messages.map((m): Row => ({ kind: "message", m })),
       ...this.store.outgoing(p.pod.id).map((o): Row => ({ kind: "outgoing", o })),
     ];
     patchList(
@@ -321,7 +322,7 @@ export class ChatView implements RowHandlers {
       s.scrollTop = s.scrollHeight;
       this.stickToBottom = false;
     }
-    const newest = this.store.sortedMessages(p).at(-1)?.seq ?? 0n;
+    const newest = messages.at(-1)?.seq ?? 0n;
     if (newest > this.newestSeq && this.newestSeq > 0n && !this.atBottom()) this.newBelow.hidden = false;
     this.newestSeq = newest;
   }

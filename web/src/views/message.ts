@@ -40,6 +40,21 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute:
 const dayTimeFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 const yearTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
+let today = { start: 0, end: 0 };
+
+/** startOfToday is when the local day began, in ms, recomputed once it is over. */
+function startOfToday(): number {
+  const now = Date.now();
+  if (now >= today.end) {
+    const d = new Date(now);
+    d.setHours(0, 0, 0, 0);
+    const next = new Date(d);
+    next.setDate(d.getDate() + 1);
+    today = { start: d.getTime(), end: next.getTime() };
+  }
+  return today.start;
+}
+
 /** when is a message's time, with its day unless it is today's, and its year unless it is this year's. */
 function when(d: Date): string {
   const now = new Date();
@@ -59,7 +74,7 @@ export function messageSig(store: Store, p: PodState, m: Message, ui: RowUi): st
     m.body,
     m.humor,
     m.editedAt?.seconds.toString(),
-    m.createdAt && timestampDate(m.createdAt).toDateString() === new Date().toDateString(), // past midnight it shows its day
+    m.createdAt && Number(m.createdAt.seconds) * 1000 >= startOfToday(), // past midnight it shows its day
     m.reactions.map((r) => [r.emoji, r.userIds]),
     store.displayName(p, m.authorId),
     p.coachTriggers.get(m.id),
