@@ -2,7 +2,7 @@ package stream
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,11 +49,14 @@ func (h *Hub) replicate(ctx context.Context) {
 	}
 }
 
-// slotName names a node's replication slot. Slots belong to the server,
-// not the database, so the name hashes both; it keeps up to 32 characters
+// slotName names a new replication slot of this node: up to 32 characters
 // of the node id that are valid in a slot name, for the people reading
-// pg_replication_slots.
-func slotName(database, nodeID string) string {
+// pg_replication_slots, and a random suffix. Every connection creates its
+// own slot: a temporary slot lives as long as its walsender, and the
+// walsender of a connection that died silently (a lost machine, a
+// connection replaced for silence) lives on until Postgres notices, up to
+// wal_sender_timeout, and a fixed name would stay taken all that time.
+func slotName(nodeID string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(nodeID) {
 		switch {
@@ -64,8 +67,9 @@ func slotName(database, nodeID string) string {
 			b.WriteByte('_')
 		}
 	}
-	sum := sha256.Sum256([]byte(database + "\x00" + nodeID))
-	return "pods_" + b.String() + "_" + hex.EncodeToString(sum[:8])
+	var suffix [8]byte
+	rand.Read(suffix[:])
+	return "pods_" + b.String() + "_" + hex.EncodeToString(suffix[:])
 }
 
 // walReader is the state of one replication connection.
@@ -94,7 +98,7 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 	readCtx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); conn.Close(context.Background()) }()
 
-	slot := slotName(cfg.Database, h.cfg.NodeID)
+	slot := slotName(h.cfg.NodeID)
 	created, err := pglogrepl.CreateReplicationSlot(readCtx, conn, slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Temporary: true})
 	if err != nil {
