@@ -241,7 +241,15 @@ func TestStreaksThroughGetProgress(t *testing.T) {
 		t.Fatalf("ben's progress %v, want nothing and the default reminder", b)
 	}
 
-	// Today extends the run; unchecking yesterday breaks it.
+	// Today not done ends the run, in the check-in's answer and in
+	// GetProgress; done after all, it extends the run; unchecking
+	// yesterday breaks it.
+	if s := e.checkIn(ana, pod.Id, "", false, "one cigarette").Streak; s.Current != 0 || s.Longest != 15 {
+		t.Fatalf("streak after today not done %v, want 0/15", s)
+	}
+	if s := e.getProgress(ben, pod.Id)[0].Streak; s.Current != 0 || s.Longest != 15 {
+		t.Fatalf("ana's streak after today not done %v, want 0/15", s)
+	}
 	if s := e.checkIn(ana, pod.Id, "", true, "").Streak; s.Current != 11 || s.Longest != 15 {
 		t.Fatalf("streak after today %v, want 11/15", s)
 	}
