@@ -92,12 +92,23 @@ async function joinPod(page, code) {
   await page.locator(".pod-title", { hasText: "Early birds" }).waitFor({ timeout: 5_000 });
 }
 
+/** onPhone says whether the page has a touch screen for a pointer, where Enter writes a line break. */
+function onPhone(page) {
+  return page.evaluate(() => matchMedia("(pointer: coarse)").matches);
+}
+
+/** send sends what the composer holds: with Enter at a desk, with the Send button on a phone. */
+async function send(page) {
+  if (await onPhone(page)) await page.getByRole("button", { name: "Send", exact: true }).tap();
+  else await page.getByLabel("Message", { exact: true }).press("Enter");
+}
+
 /** say sends text from one page and waits until the other shows it; it returns how long that took. */
 async function say(from, to, text) {
   const input = from.getByLabel("Message", { exact: true });
   await input.fill(text);
   const start = Date.now();
-  await input.press("Enter");
+  await send(from);
   // At once, before any answer: the optimistic copy.
   await message(from, text).waitFor({ timeout: 200 });
   await message(to, text).waitFor({ timeout: deliveryMs });
@@ -141,6 +152,18 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await bob.locator(".typing", { hasText: /^$/ }).waitFor({ timeout: deliveryMs });
   took.push(await say(bob, alice, said[1]));
   took.push(await say(alice, bob, said[2]));
+
+  // On the phone Enter writes a line break (a phone's keyboard has no
+  // Shift+Enter) and the button sends.
+  assert.equal(await onPhone(bob), true, "the phone's pointer is coarse");
+  const composer = bob.getByLabel("Message", { exact: true });
+  await composer.fill("Two");
+  await composer.press("Enter");
+  await composer.pressSequentially("lines");
+  assert.equal(await composer.inputValue(), "Two\nlines");
+  await send(bob);
+  await message(alice, "Two\nlines").waitFor({ timeout: deliveryMs });
+  said.push("Two\nlines");
 
   // A joke is marked as one on both sides.
   await alice.getByRole("button", { name: "😄 Joke" }).click();
@@ -266,7 +289,7 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await bob.getByLabel("Message", { exact: true }).fill("");
   for (let i = 1; i <= 25; i++) {
     await bob.getByLabel("Message", { exact: true }).fill(`Line ${i}`);
-    await bob.getByLabel("Message", { exact: true }).press("Enter");
+    await send(bob);
   }
   await message(alice, "Line 25").waitFor({ timeout: 5_000 });
   await alice.locator(".messages").evaluate((el) => (el.scrollTop = 0));

@@ -95,3 +95,13 @@ export function patchList<T>(
     stale.remove();
   }
 }
+
+/**
+ * submitsOnEnter says whether a key press in a message box sends or saves:
+ * Enter does with a keyboard (Shift+Enter writes a line break); on a touch
+ * screen Enter writes a line break and the button sends, as in other chat
+ * apps, since a phone's keyboard has no Shift+Enter.
+ */
+export function submitsOnEnter(e: KeyboardEvent): boolean {
+  return e.key === "Enter" && !e.shiftKey && !e.isComposing && !matchMedia("(pointer: coarse)").matches;
+}

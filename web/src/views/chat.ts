@@ -3,7 +3,7 @@
 // scroll-back, the messages, typing and the composer.
 
 import { localDate, type Actions } from "../actions";
-import { h, patchList, replace } from "../dom";
+import { h, patchList, replace, submitsOnEnter } from "../dom";
 import type { Message } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
 import { messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, type RowUi } from "./message";
@@ -113,7 +113,7 @@ export class ChatView implements RowHandlers {
       this.send();
     });
     this.input.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      if (submitsOnEnter(e)) {
         e.preventDefault();
         this.send();
       }

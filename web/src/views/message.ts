@@ -2,7 +2,7 @@
 // delete) or one of ours still being sent.
 
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { h } from "../dom";
+import { h, submitsOnEnter } from "../dom";
 import { CoachTrigger } from "../gen/pods/v1/realtime_pb";
 import type { Message } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
@@ -124,7 +124,7 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     };
     input.addEventListener("keydown", (e) => {
       if (e.key === "Escape") on.cancel();
-      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      if (submitsOnEnter(e)) {
         e.preventDefault();
         save();
       }
