@@ -255,6 +255,8 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   // History intact on both sides, nothing twice, reactions kept.
   await assertOnce(alice, said, "alice");
   await assertOnce(bob, said, "bob");
+  // Today's messages sit under one heading.
+  assert.deepEqual(await bob.locator(".message-list .day").allTextContents(), ["Today"]);
   await message(alice, said[0]).locator(".chip", { hasText: "👍 1" }).waitFor({ timeout: 1_000 });
 
   // A reload keeps the session, the open pod and the history.

@@ -6,7 +6,7 @@ import { localDate, type Actions } from "../actions";
 import { h, patchList, replace, submitsOnEnter } from "../dom";
 import type { Message } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
-import { messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, type RowUi } from "./message";
+import { chatRows, dayRow, messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, type RowUi } from "./message";
 
 /** Repeat SetTyping(true) this often while the user keeps typing. */
 const typingRepeatMs = 3_000;
@@ -59,8 +59,6 @@ class TwoStep {
     this.changed();
   }
 }
-
-type Row = { kind: "message"; m: Message } | { kind: "outgoing"; o: Outgoing };
 
 /** ChatView shows one pod; the app makes a new one when another pod opens. */
 export class ChatView implements RowHandlers {
@@ -292,7 +290,7 @@ export class ChatView implements RowHandlers {
   private updateMessages(p: PodState): void {
     const s = this.scroller;
     const atBottom = this.atBottom();
-    const firstBefore = this.list.firstElementChild;
+    const firstBefore = this.list.querySelector(":scope > .msg");
     const heightBefore = s.scrollHeight;
     const topBefore = s.scrollTop;
 
@@ -301,21 +299,18 @@ export class ChatView implements RowHandlers {
       p.history === "loading" ? "Loading…" : p.history === "error" ? "Couldn't load the history; it loads again when the connection is back." : p.history === "loaded" && !p.hasMore ? "This is the start of the pod." : "";
 
     const messages = this.store.sortedMessages(p);
-    const rows: Row[] = [
-      ...messages.map((m): Row => ({ kind: "message", m })),
-      ...this.store.outgoing(p.pod.id).map((o): Row => ({ kind: "outgoing", o })),
-    ];
+    const me = this.store.me.userId;
     patchList(
       this.list,
-      rows,
+      chatRows(messages, this.store.outgoing(p.pod.id)),
       // An acknowledged message of ours keeps the key of its optimistic
       // copy, so the row is replaced in place rather than moved.
-      (r) => (r.kind === "message" ? (r.m.authorId === this.store.me.userId ? `k:${r.m.idempotencyKey}` : `m:${r.m.id}`) : `k:${r.o.key}`),
-      (r) => (r.kind === "message" ? "m" + messageSig(this.store, p, r.m, this.ui) : "o" + outgoingSig(r.o)),
-      (r) => (r.kind === "message" ? messageRow(this.store, p, r.m, this.ui, this) : outgoingRow(this.store, r.o, this)),
+      (r) => (r.kind === "day" ? r.key : r.kind === "message" ? (r.m.authorId === me ? `k:${r.m.idempotencyKey}` : `m:${r.m.id}`) : `k:${r.o.key}`),
+      (r) => (r.kind === "day" ? r.label : r.kind === "message" ? "m" + messageSig(this.store, p, r.m, this.ui) : "o" + outgoingSig(r.o)),
+      (r) => (r.kind === "day" ? dayRow(r.label) : r.kind === "message" ? messageRow(this.store, p, r.m, this.ui, this) : outgoingRow(this.store, r.o, this)),
     );
 
-    if (firstBefore && this.list.firstElementChild !== firstBefore && !atBottom) {
+    if (firstBefore && this.list.querySelector(":scope > .msg") !== firstBefore && !atBottom) {
       // Older messages came in above: keep what the user was reading in place.
       s.scrollTop = topBefore + (s.scrollHeight - heightBefore);
     } else if (atBottom || this.stickToBottom) {

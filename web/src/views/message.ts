@@ -37,29 +37,50 @@ export interface RowHandlers {
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dayTimeFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
-const yearTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
+const yearDayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full" });
 
-let today = { start: 0, end: 0 };
+/** A row of the chat: a day's heading, a message, or one of ours being sent. */
+export type ChatRow =
+  | { kind: "day"; key: string; label: string }
+  | { kind: "message"; m: Message }
+  | { kind: "outgoing"; o: Outgoing };
 
-/** startOfToday is when the local day began, in ms, recomputed once it is over. */
-function startOfToday(): number {
-  const now = Date.now();
-  if (now >= today.end) {
-    const d = new Date(now);
-    d.setHours(0, 0, 0, 0);
-    const next = new Date(d);
-    next.setDate(d.getDate() + 1);
-    today = { start: d.getTime(), end: next.getTime() };
+/**
+ * chatRows puts a day's heading above the first message of each local
+ * day, and ours being sent last, under today's.
+ */
+export function chatRows(messages: readonly Message[], outgoing: readonly Outgoing[], now = new Date()): ChatRow[] {
+  const rows: ChatRow[] = [];
+  let last = "";
+  const day = (d: Date) => {
+    const key = d.toDateString();
+    if (key !== last) rows.push({ kind: "day", key: `d:${key}`, label: dayLabel(d, now) });
+    last = key;
+  };
+  for (const m of messages) {
+    if (m.createdAt) day(timestampDate(m.createdAt));
+    rows.push({ kind: "message", m });
   }
-  return today.start;
+  if (outgoing.length > 0) day(now);
+  for (const o of outgoing) rows.push({ kind: "outgoing", o });
+  return rows;
 }
 
-/** when is a message's time, with its day unless it is today's, and its year unless it is this year's. */
-function when(d: Date): string {
-  const now = new Date();
-  if (d.toDateString() === now.toDateString()) return timeFormat.format(d);
-  return d.getFullYear() === now.getFullYear() ? dayTimeFormat.format(d) : yearTimeFormat.format(d);
+/** dayLabel names d's local day: Today, Yesterday, or its date (with the year unless it is now's). */
+function dayLabel(d: Date, now: Date): string {
+  const today = new Date(now);
+  today.setHours(0, 0, 0, 0);
+  if (d >= today) return "Today";
+  const yesterday = new Date(today);
+  yesterday.setDate(today.getDate() - 1);
+  if (d >= yesterday) return "Yesterday";
+  return (d.getFullYear() === now.getFullYear() ? dayFormat : yearDayFormat).format(d);
+}
+
+/** dayRow is the heading above a day's first message. */
+export function dayRow(label: string): HTMLElement {
+  return h("li", { class: "day" }, h("h3", { text: label }));
 }
 
 const triggerLabels: Partial<Record<CoachTrigger, string>> = {
@@ -74,7 +95,6 @@ export function messageSig(store: Store, p: PodState, m: Message, ui: RowUi): st
     m.body,
     m.humor,
     m.editedAt?.seconds.toString(),
-    m.createdAt && Number(m.createdAt.seconds) * 1000 >= startOfToday(), // past midnight it shows its day
     m.reactions.map((r) => [r.emoji, r.userIds]),
     store.displayName(p, m.authorId),
     p.coachTriggers.get(m.id),
@@ -96,7 +116,7 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     "div",
     { class: "meta" },
     h("span", { class: "author", text: coach ? `🤖 ${store.displayName(p, m.authorId)}` : store.displayName(p, m.authorId) }),
-    created && h("time", { datetime: created.toISOString(), title: created.toLocaleString(), text: when(created) }),
+    created && h("time", { datetime: created.toISOString(), title: created.toLocaleString(), text: timeFormat.format(created) }),
     coach && h("span", { class: "tag coach-tag", text: trigger && triggerLabels[trigger] ? `coach · ${triggerLabels[trigger]}` : "coach" }),
     m.humor && h("span", { class: "tag humor-tag", title: "Marked as a joke", text: "😄 joke" }),
     m.editedAt && h("span", { class: "tag", text: "edited" }),
