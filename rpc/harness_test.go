@@ -116,14 +116,20 @@ func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // anonymous returns a client with no token on a connection of its own.
 func (e *env) anonymous() *client {
+	return e.anonymousOver(h2cOnly())
+}
+
+// anonymousOver returns a client with no token on a connection of its own
+// that speaks protocols, with connect-go's options (Connect by default).
+func (e *env) anonymousOver(protocols *http.Protocols, opts ...connect.ClientOption) *client {
 	c := &client{}
-	transport := &http.Transport{Protocols: h2cOnly()}
+	transport := &http.Transport{Protocols: protocols}
 	e.t.Cleanup(transport.CloseIdleConnections)
 	httpClient := &http.Client{Transport: bearer{token: &c.token, next: transport}}
-	c.Auth = podsv1connect.NewAuthServiceClient(httpClient, e.url)
-	c.Pod = podsv1connect.NewPodServiceClient(httpClient, e.url)
-	c.Chat = podsv1connect.NewChatServiceClient(httpClient, e.url)
-	c.Live = podsv1connect.NewRealtimeServiceClient(httpClient, e.url)
+	c.Auth = podsv1connect.NewAuthServiceClient(httpClient, e.url, opts...)
+	c.Pod = podsv1connect.NewPodServiceClient(httpClient, e.url, opts...)
+	c.Chat = podsv1connect.NewChatServiceClient(httpClient, e.url, opts...)
+	c.Live = podsv1connect.NewRealtimeServiceClient(httpClient, e.url, opts...)
 	return c
 }
 
