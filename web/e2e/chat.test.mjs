@@ -310,6 +310,9 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
     await alice.getByRole("button", { name: "✓ Checked in today" }).waitFor({ timeout: 2_000 });
     await alice.locator(".my-streak", { hasText: "1-day streak" }).waitFor({ timeout: 2_000 });
     await bob.locator(".member", { hasText: "Alice" }).locator(".streak", { hasText: "🔥1" }).waitFor({ timeout: deliveryMs });
+    // Who has checked in today shows by each name, after a reload too.
+    await bob.locator(".member", { hasText: "Alice" }).getByLabel("checked in today").waitFor({ timeout: deliveryMs });
+    assert.equal(await bob.locator(".member", { hasText: "Bob" }).getByLabel("checked in today").count(), 0);
 
     // Bob's reminder: 20:00 by default, 07:15 from now on, after a reload too.
     const reminder = bob.getByLabel("Reminder time");
@@ -320,6 +323,7 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
     await bob.reload();
     await badge(bob, "connected").waitFor({ timeout: 10_000 });
     await bob.waitForFunction(() => document.querySelector(".reminder-time")?.value === "07:15", null, { timeout: 5_000 });
+    await bob.locator(".member", { hasText: "Alice" }).getByLabel("checked in today").waitFor({ timeout: 5_000 });
   }
 
   // Only the owner switches the coach; everyone sees it off.

@@ -249,12 +249,11 @@ export class Actions {
     p.progress = "loading";
     try {
       const res = await this.api.progress.getProgress({ podId: p.pod.id }, { timeoutMs: callTimeoutMs });
-      const today = localDate(this.store.me.timezone);
       for (const m of res.members) {
         if (m.streak) p.streaks.set(m.userId, m.streak);
-        if (m.userId !== this.store.me.userId) continue;
-        if (m.recent.some((c) => c.date === today && c.done)) p.checkedInOn = today;
-        p.reminderTime = m.reminderTime || null;
+        const lastDone = m.recent.filter((c) => c.done).at(-1); // oldest first
+        if (lastDone) p.doneOn.set(m.userId, lastDone.date);
+        if (m.userId === this.store.me.userId) p.reminderTime = m.reminderTime || null;
       }
       p.progress = "loaded";
     } catch (err) {
@@ -281,7 +280,7 @@ export class Actions {
     try {
       const res = await this.api.progress.checkIn({ podId: p.pod.id, done: true }, { timeoutMs: callTimeoutMs });
       if (res.streak) p.streaks.set(this.store.me.userId, res.streak);
-      p.checkedInOn = res.checkIn?.date ?? localDate(this.store.me.timezone);
+      p.doneOn.set(this.store.me.userId, res.checkIn?.date ?? localDate(this.store.me.timezone));
       this.store.changed();
       return null;
     } catch (err) {

@@ -54,8 +54,8 @@ export interface PodState {
   hasMore: boolean;
   /** Streaks by user id, when the progress service answers. */
   streaks: Map<string, Streak>;
-  /** The date (YYYY-MM-DD) of our last done check-in. */
-  checkedInOn: string | null;
+  /** The date (YYYY-MM-DD, in their zone) of each member's latest done check-in, by user id. */
+  doneOn: Map<string, string>;
   /** When the coach reminds us to check in here, HH:MM in our zone, once known. */
   reminderTime: string | null;
   progress: "unknown" | "loading" | "loaded" | "unavailable";
@@ -165,7 +165,7 @@ export class Store implements StreamSink {
       history: "none",
       hasMore: false,
       streaks: new Map(),
-      checkedInOn: null,
+      doneOn: new Map(),
       reminderTime: null,
       progress: "unknown",
     };
@@ -306,12 +306,14 @@ export class Store implements StreamSink {
       case "podDeleted":
         this.removePod(p.pod.id);
         return;
-      case "checkInRecorded":
-        if (k.value.checkIn && k.value.streak) {
-          p.streaks.set(k.value.checkIn.userId, k.value.streak);
-          if (k.value.checkIn.userId === this.me.userId && k.value.checkIn.done) p.checkedInOn = k.value.checkIn.date;
-        }
+      case "checkInRecorded": {
+        const c = k.value.checkIn;
+        if (!c) return;
+        if (k.value.streak) p.streaks.set(c.userId, k.value.streak);
+        if (c.done && c.date > (p.doneOn.get(c.userId) ?? "")) p.doneOn.set(c.userId, c.date);
+        if (!c.done && c.date === p.doneOn.get(c.userId)) p.doneOn.delete(c.userId);
         return;
+      }
       case "coachIntervened":
         p.coachTriggers.set(k.value.messageId, k.value.trigger);
         return;

@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
+import { CheckInRecordedSchema, EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
+import { CheckInSchema, StreakSchema } from "../src/gen/pods/v1/progress_pb";
 import { MemberRole, MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Actions, localDate } from "../src/actions";
@@ -122,6 +123,25 @@ test("the coach switched off and on shows in the pod", () => {
   assert.equal(store.pods.get(podId)!.pod.coachEnabled, false);
   assert.equal(store.event(switched(12n, true)), "ok");
   assert.equal(store.pods.get(podId)!.pod.coachEnabled, true);
+});
+
+test("each member's latest done check-in follows their check-ins", () => {
+  const checkIn = (seq: bigint, userId: string, date: string, done: boolean) =>
+    create(EventSchema, {
+      podId,
+      seq,
+      kind: { case: "checkInRecorded", value: create(CheckInRecordedSchema, { checkIn: create(CheckInSchema, { podId, userId, date, done }), streak: create(StreakSchema, { current: done ? 1 : 0 }) }) },
+    });
+  const p = store.pods.get(podId)!;
+  assert.equal(store.event(checkIn(11n, "u-ana", "2026-11-29", true)), "ok");
+  assert.equal(store.event(checkIn(12n, "u-ana", "2026-11-28", true)), "ok"); // an older day, checked late
+  assert.equal(p.doneOn.get("u-ana"), "2026-11-29");
+  assert.equal(p.streaks.get("u-ana")?.current, 1);
+  assert.equal(store.event(checkIn(13n, "u-me", "2026-11-30", false)), "ok");
+  assert.equal(p.doneOn.has("u-me"), false);
+  assert.equal(store.event(checkIn(14n, "u-ana", "2026-11-29", false)), "ok"); // taken back
+  assert.equal(p.doneOn.has("u-ana"), false);
+  assert.equal(p.streaks.get("u-ana")?.current, 0);
 });
 
 test("a new owner takes the owner's role", () => {

@@ -4,7 +4,7 @@
 
 import { localDate, type Actions } from "../actions";
 import { h, patchList, replace, submitsOnEnter } from "../dom";
-import type { Message } from "../gen/pods/v1/types_pb";
+import type { Message, User } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
 import { chatRows, dayRow, messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, type RowUi } from "./message";
 
@@ -19,6 +19,11 @@ const reminderRestMs = 800;
 /** A second click confirms only after this long (not a double click), and within confirmForMs. */
 const confirmAfterMs = 400;
 const confirmForMs = 5_000;
+
+/** checkedInToday says whether u's latest done check-in is of their local today. */
+function checkedInToday(p: PodState, u: User): boolean {
+  return p.doneOn.get(u.id) === localDate(u.timezone);
+}
 
 /**
  * TwoStep is a button that acts on its second click: one within
@@ -234,7 +239,7 @@ export class ChatView implements RowHandlers {
       this.members,
       p.pod.members,
       (m) => m.user!.id,
-      (m) => [m.user!.displayName, p.online.has(m.user!.id), p.streaks.get(m.user!.id)?.current ?? "", m.user!.coach && p.pod.coachEnabled].join("|"),
+      (m) => [m.user!.displayName, p.online.has(m.user!.id), p.streaks.get(m.user!.id)?.current ?? "", checkedInToday(p, m.user!), m.user!.coach && p.pod.coachEnabled].join("|"),
       (m) => {
         const u = m.user!;
         const online = p.online.has(u.id);
@@ -245,6 +250,7 @@ export class ChatView implements RowHandlers {
           u.coach ? h("span", { "aria-hidden": "true", text: "🤖" }) : h("span", { class: online ? "dot online" : "dot", "aria-label": online ? "online" : "offline" }),
           h("span", { class: "member-name", text: u.id === this.store.me.userId ? `${u.displayName} (you)` : u.coach && !p.pod.coachEnabled ? `${u.displayName} (off)` : u.displayName }),
           streak ? h("span", { class: "streak", title: `${streak}-day streak`, text: `🔥${streak}` }) : null,
+          checkedInToday(p, u) && h("span", { class: "checked", title: "Checked in today", "aria-label": "checked in today", text: "✓" }),
         );
       },
     );
@@ -256,7 +262,7 @@ export class ChatView implements RowHandlers {
       this.reminder.hidden = true;
       return;
     }
-    const done = p.checkedInOn === localDate(this.store.me.timezone);
+    const done = p.doneOn.get(this.store.me.userId) === localDate(this.store.me.timezone);
     const streak = p.streaks.get(this.store.me.userId);
     const label = done ? "✓ Checked in today" : "Check in";
     this.reminder.hidden = p.reminderTime === null;
