@@ -536,3 +536,25 @@ func TestASilentReplicationConnectionIsReplaced(t *testing.T) {
 		}
 	}
 }
+
+// A replication connection that fails right after it starts (here the
+// publication is gone, so the next change fails to decode) is tried again
+// with a growing wait, not every 50 ms, and each try is counted.
+func TestARepeatingReplicationErrorBacksOff(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL})
+	alice := e.signUp()
+	pod := e.createPod(alice, 4)
+	e.exec(`DROP PUBLICATION ` + db.EventsPublication)
+	for i, end := 0, time.Now().Add(3*time.Second); time.Now().Before(end); i++ {
+		e.exec(`INSERT INTO messages (pod_id, author_id, idempotency_key, body) VALUES ($1, $2, $3, 'by hand')`,
+			pod.Id, alice.user.Id, fmt.Sprintf("k%d", i))
+		time.Sleep(10 * time.Millisecond)
+	}
+	// 50 ms doubling (with jitter down to half) fits at most 8 tries in
+	// 3 s; retried every 50 ms it would be dozens.
+	n := e.metrics()[`pods_stream_reconnects_total{connection="wal"}`]
+	if n < 2 || n > 8 {
+		t.Fatalf("%v replication reconnects in 3 s of a repeating error, want 2 to 8", n)
+	}
+}

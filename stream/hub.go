@@ -232,19 +232,21 @@ func (h *Hub) Run(ctx context.Context) {
 // subscriber recheck its memberships, since notifications sent while it was
 // away are lost.
 func (h *Hub) listen(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	var retry reconnectBackoff
 	for ctx.Err() == nil {
-		err := h.listenOnce(ctx, func() { backoff = 50 * time.Millisecond })
+		began := time.Now()
+		err := h.listenOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		h.log.Warn("stream: listener lost its connection", "err", err, "retry_in", backoff)
-		sleep(ctx, jitter(backoff))
-		backoff = min(backoff*2, 5*time.Second)
+		wait := retry.next(time.Since(began))
+		h.metrics.listenReconnects.Inc()
+		h.log.Warn("stream: listener lost its connection", "err", err, "retry_in", wait)
+		sleep(ctx, wait)
 	}
 }
 
-func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
+func (h *Hub) listenOnce(ctx context.Context) error {
 	cfg := h.cfg.Pool.Config().ConnConfig.Copy()
 	cfg.RuntimeParams["application_name"] = "pods listen " + h.cfg.NodeID
 	conn, err := pgx.ConnectConfig(ctx, cfg)
@@ -256,7 +258,6 @@ func (h *Hub) listenOnce(ctx context.Context, connected func()) error {
 	if _, err := conn.Exec(ctx, listen); err != nil {
 		return err
 	}
-	connected()
 	defer h.sessionsLost()
 	if h.cfg.Writers != nil {
 		// Postgres may have restarted: no PID of the writers' dead
@@ -654,6 +655,26 @@ func (h *Hub) detachLocked(s *subscriber, podID string) {
 
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
+}
+
+// healthyConnection is how long a connection must have lasted for the
+// next reconnect to start over at the shortest wait.
+const healthyConnection = 10 * time.Second
+
+// reconnectBackoff is the wait before a connection is tried again: from
+// 50 ms, doubling up to 5 s, with jitter. It starts over only after a
+// connection that lasted healthyConnection: one that fails right after it
+// opened (a server that accepts, then errors every time) backs off as if
+// it never opened.
+type reconnectBackoff struct{ last time.Duration }
+
+// next returns the wait after a connection that lasted for lasted.
+func (b *reconnectBackoff) next(lasted time.Duration) time.Duration {
+	if lasted >= healthyConnection {
+		b.last = 0
+	}
+	b.last = min(max(2*b.last, 50*time.Millisecond), 5*time.Second)
+	return jitter(b.last)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

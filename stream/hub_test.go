@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/pods-dev/pods/db"
 )
@@ -79,4 +80,21 @@ func TestMessagesWrittenReadsAFailedWritesPod(t *testing.T) {
 	if _, dirty := h.dirty["a"]; !dirty {
 		t.Error("the failed write's pod is not dirty")
 	}
+}
+
+// A connection that fails right after it opened backs off as if it never
+// opened; one that lasted starts over at the shortest wait.
+func TestReconnectBackoff(t *testing.T) {
+	var b reconnectBackoff
+	within := func(got, base time.Duration) {
+		t.Helper()
+		if got < base/2 || got >= base/2+base {
+			t.Fatalf("waited %v, want %v with jitter", got, base)
+		}
+	}
+	for _, want := range []time.Duration{50, 100, 200, 400, 800, 1600, 3200, 5000, 5000} {
+		within(b.next(time.Second), want*time.Millisecond)
+	}
+	within(b.next(healthyConnection), 50*time.Millisecond)
+	within(b.next(0), 100*time.Millisecond)
 }

@@ -19,6 +19,8 @@ type metrics struct {
 	latency           prometheus.Histogram
 	slow              prometheus.Counter
 	logReads          prometheus.Counter
+	// reconnects of the LISTEN and the replication connection.
+	listenReconnects, walReconnects prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
@@ -27,8 +29,14 @@ func newMetrics(reg prometheus.Registerer, h *Hub) *metrics {
 		Name: "pods_stream_events_fanned_out_total",
 		Help: "Events the hub queued to Subscribe streams, counted once per stream; kind is logged (from the event log) or ephemeral (presence, typing, read).",
 	}, []string{"kind"})
+	reconnects := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "pods_stream_reconnects_total",
+		Help: "Times the hub's connection for the change source (listen: LISTEN; wal: logical replication) was lost or could not be opened, and was tried again.",
+	}, []string{"connection"})
 	reg.MustRegister(dbCollector{hub: h})
 	return &metrics{
+		listenReconnects: reconnects.WithLabelValues("listen"),
+		walReconnects:    reconnects.WithLabelValues("wal"),
 		open: f.NewGauge(prometheus.GaugeOpts{
 			Name: "pods_stream_open_streams",
 			Help: "Subscribe streams open on this node.",

@@ -37,15 +37,17 @@ const standbyInterval = time.Second
 // transaction dirty. It reconnects with jittered backoff; each new slot
 // starts at the present, so the hub then catches up every pod from the log.
 func (h *Hub) replicate(ctx context.Context) {
-	backoff := 50 * time.Millisecond
+	var retry reconnectBackoff
 	for ctx.Err() == nil {
-		err := h.replicateOnce(ctx, func() { backoff = 50 * time.Millisecond })
+		began := time.Now()
+		err := h.replicateOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		h.log.Warn("stream: replication stopped", "err", err, "retry_in", backoff)
-		sleep(ctx, jitter(backoff))
-		backoff = min(backoff*2, 5*time.Second)
+		wait := retry.next(time.Since(began))
+		h.metrics.walReconnects.Inc()
+		h.log.Warn("stream: replication stopped", "err", err, "retry_in", wait)
+		sleep(ctx, wait)
 	}
 }
 
@@ -86,7 +88,7 @@ type walReader struct {
 	confirmed pglogrepl.LSN
 }
 
-func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
+func (h *Hub) replicateOnce(ctx context.Context) error {
 	cfg := h.cfg.Pool.Config().ConnConfig.Config.Copy()
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "pods wal " + h.cfg.NodeID
@@ -114,7 +116,6 @@ func (h *Hub) replicateOnce(ctx context.Context, connected func()) error {
 	if err != nil {
 		return fmt.Errorf("starting replication: %w", err)
 	}
-	connected()
 	h.resync()
 	r := &walReader{hub: h, relations: make(map[uint32]*pglogrepl.RelationMessageV2), podColumn: -1, seqColumn: -1,
 		txPods: make(map[string]int64)}
