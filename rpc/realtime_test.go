@@ -416,8 +416,8 @@ func TestNodesMustShareTheChangeSource(t *testing.T) {
 // or a standby's round trip). A stream that starts watching the pod on
 // this node in that moment reads the pod's position without the commit;
 // with the wal source the node reads again until it has it (it dropped
-// the announcement of a pod nobody here watched). With "watched", another
-// stream of the pod is open already.
+// the announcement of a pod nobody here watched), less often the longer it
+// waits. With "watched", another stream of the pod is open already.
 func TestWALCommitVisibleLateReachesANewStream(t *testing.T) {
 	for _, watched := range []bool{true, false} {
 		t.Run(fmt.Sprintf("watched=%v", watched), func(t *testing.T) {
@@ -463,6 +463,15 @@ func TestWALCommitVisibleLateReachesANewStream(t *testing.T) {
 			s := e.subscribe(alice, map[string]int64{pod.Id: before})
 			if got := s.ready().Pods[0].LastSeq; got != before {
 				t.Fatalf("ready's last seq %d, want %d: the commit is visible already", got, before)
+			}
+			// While the commit stays invisible, the node reads the pod
+			// again less and less often (every millisecond, it was
+			// thousands of reads in 2 s).
+			const reads = "pods_stream_log_reads_total"
+			first := e.metrics()[reads]
+			time.Sleep(2 * time.Second)
+			if n := e.metrics()[reads] - first; n > 100 {
+				t.Fatalf("%v reads of the log in 2 s for a commit not visible yet, want at most 100", n)
 			}
 			e.exec(`SELECT pg_cancel_backend($1)`, pid) // the commit becomes visible
 			if err := <-inserted; err != nil {

@@ -117,8 +117,12 @@ type Hub struct {
 type podState struct {
 	lastSeq int64 // the last seq fanned out
 	wantSeq int64 // a seq the WAL source saw committed; read until reached
-	known   bool  // lastSeq has been read from the database
-	subs    map[*subscriber]bool
+	// shortSince is when a read first found the pod short of wantSeq
+	// (zero while it is not); rereading says a read again is scheduled.
+	shortSince time.Time
+	rereading  bool
+	known      bool // lastSeq has been read from the database
+	subs       map[*subscriber]bool
 }
 
 // NewHub returns a hub; Run makes it work.
@@ -366,9 +370,7 @@ func (h *Hub) fetch(ctx context.Context) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if h.fanOut(batches, since) {
-			sleep(ctx, time.Millisecond) // let the commit become visible
-		}
+		h.fanOut(batches, since)
 	}
 }
 
@@ -404,17 +406,18 @@ func (h *Hub) markDirty(since map[string]time.Time) {
 }
 
 // fanOut converts each batch once and queues it to the pod's subscribers;
-// since says when each pod became dirty. It reports whether a pod has yet
-// to reach a seq the WAL source saw committed (it stays dirty).
-func (h *Hub) fanOut(batches []db.EventBatch, since map[string]time.Time) (behind bool) {
+// since says when each pod became dirty. A pod with more events to read
+// stays dirty; one short of a seq the WAL source saw committed is read
+// again after a while.
+func (h *Hub) fanOut(batches []db.EventBatch, since map[string]time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.fanOutLocked(batches, since)
+	h.fanOutLocked(batches, since)
 }
 
 // fanOutLocked is fanOut with h.mu held; since may lack pods (their
 // latency is not recorded).
-func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) (behind bool) {
+func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) {
 	for _, b := range batches {
 		ps := h.pods[b.PodID]
 		if ps == nil {
@@ -432,9 +435,13 @@ func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) 
 		if !measured {
 			dirtySince = time.Now()
 		}
-		if len(b.Events) == h.cfg.BatchSize || ps.lastSeq < ps.wantSeq && !b.Gone {
-			behind = behind || ps.lastSeq < ps.wantSeq
+		switch {
+		case len(b.Events) == h.cfg.BatchSize:
 			h.markDirtyLocked(b.PodID, dirtySince)
+		case ps.lastSeq < ps.wantSeq && !b.Gone:
+			h.readAgainLocked(b.PodID, ps, dirtySince)
+		default:
+			ps.shortSince = time.Time{}
 		}
 		if len(d.events) == 0 && !d.gone {
 			continue
@@ -452,7 +459,30 @@ func (h *Hub) fanOutLocked(batches []db.EventBatch, since map[string]time.Time) 
 			delete(h.pods, b.PodID)
 		}
 	}
-	return behind
+}
+
+// readAgainLocked reads a pod short of a seq the WAL source saw committed
+// again after a wait: a millisecond at first (a commit is visible a moment
+// after it reaches the replication stream), then a quarter of the time it
+// has been short, up to a second (a commit held by a synchronous standby,
+// or one lost in a failover, which the pod's next commit passes). h.mu
+// must be held.
+func (h *Hub) readAgainLocked(podID string, ps *podState, since time.Time) {
+	if ps.rereading {
+		return
+	}
+	if ps.shortSince.IsZero() {
+		ps.shortSince = time.Now()
+	}
+	ps.rereading = true
+	time.AfterFunc(min(max(time.Since(ps.shortSince)/4, time.Millisecond), time.Second), func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		ps.rereading = false
+		if h.pods[podID] == ps {
+			h.markDirtyLocked(podID, since)
+		}
+	})
 }
 
 // convert turns a logged event into its API form. An event this node
