@@ -503,19 +503,7 @@ func TestASilentReplicationConnectionIsReplaced(t *testing.T) {
 	d := dbtest.New(t)
 	nodeID := fmt.Sprintf("silent-%d", time.Now().UnixNano())
 	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL, NodeID: nodeID, ProbeInterval: 200 * time.Millisecond})
-	replicating := func() bool {
-		_, ok := e.metrics()["pods_stream_wal_lag_bytes"]
-		return ok
-	}
-	waitFor := func(what string, want bool) {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); replicating() != want; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: still replicating %v after 15 s", what, !want)
-			}
-		}
-	}
-	waitFor("at start", true)
+	e.waitReplicating("at start", true)
 	var pid int
 	if err := d.Pool.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity
 		WHERE backend_type = 'walsender' AND application_name = $1`, "pods wal "+nodeID).Scan(&pid); err != nil {
@@ -525,8 +513,8 @@ func TestASilentReplicationConnectionIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT) //nolint:errcheck
-	waitFor("the walsender stopped", false)
-	waitFor("a new replication connection while the old walsender holds its slot", true)
+	e.waitReplicating("the walsender stopped", false)
+	e.waitReplicating("a new replication connection while the old walsender holds its slot", true)
 
 	alice := e.signUp()
 	pod := e.createPod(alice, 4)
@@ -565,5 +553,72 @@ func TestARepeatingReplicationErrorBacksOff(t *testing.T) {
 	n := e.metrics()[`pods_stream_reconnects_total{connection="wal"}`]
 	if n < 2 || n > 8 {
 		t.Fatalf("%v replication reconnects in 3 s of a repeating error, want 2 to 8", n)
+	}
+}
+
+// While a node's replication connection cannot start (here it was killed,
+// and creating its new slot waits for a transaction left open on the
+// server), the node reads its pods every second: a message written past it
+// still reaches its streams.
+func TestEventsFlowWhileReplicationCannotStart(t *testing.T) {
+	t.Parallel()
+	_, d := dbtest.NewCluster(t) // the open transaction would hold up other tests' slots
+	ctx := context.Background()
+	nodeID := fmt.Sprintf("blocked-%d", time.Now().UnixNano())
+	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL, NodeID: nodeID})
+	alice := e.signUp()
+	pod := e.createPod(alice, 4)
+	s := e.subscribe(alice, nil)
+	s.ready()
+	e.waitReplicating("at start", true)
+
+	open, err := pgx.Connect(ctx, d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close(ctx)
+	tx, err := open.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE backend_type = 'walsender' AND application_name = $1`, "pods wal "+nodeID)
+	e.waitReplicating("the walsender terminated", false)
+
+	e.exec(`INSERT INTO messages (pod_id, author_id, idempotency_key, body) VALUES ($1, $2, 'k', 'past the node')`, pod.Id, alice.user.Id)
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case ev := <-s.events:
+			if ev.GetMessageCreated().GetMessage().GetBody() != "past the node" {
+				continue
+			}
+			if e.replicating() {
+				t.Fatal("the new slot was created while a transaction was open: the event may have come by replication")
+			}
+			return
+		case <-deadline:
+			t.Fatal("no event within 5 s while replication could not start")
+		}
+	}
+}
+
+// replicating says whether the node's replication connection is up, as its
+// WAL lag metric (present only then) shows.
+func (e *env) replicating() bool {
+	_, ok := e.metrics()["pods_stream_wal_lag_bytes"]
+	return ok
+}
+
+// waitReplicating waits up to 15 s until replicating is want.
+func (e *env) waitReplicating(what string, want bool) {
+	e.t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); e.replicating() != want; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: still replicating %v after 15 s", what, !want)
+		}
 	}
 }

@@ -223,6 +223,7 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Go(func() { h.listen(ctx) })
 	if h.cfg.ChangeSource == SourceWAL {
 		wg.Go(func() { h.replicate(ctx) })
+		wg.Go(func() { h.pollWhileNotReplicating(ctx) })
 	}
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
@@ -299,10 +300,7 @@ func (h *Hub) listenOnce(ctx context.Context) error {
 func (h *Hub) resync() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := time.Now()
-	for id := range h.pods {
-		h.markDirtyLocked(id, now)
-	}
+	h.markTrackedDirtyLocked()
 	for _, subs := range h.users {
 		for s := range subs {
 			s.membershipsChanged()
@@ -328,6 +326,14 @@ func (h *Hub) notified(channel, payload string) {
 		}
 	default:
 		h.ephemeral(channel, payload)
+	}
+}
+
+// markTrackedDirtyLocked marks every tracked pod dirty. h.mu must be held.
+func (h *Hub) markTrackedDirtyLocked() {
+	now := time.Now()
+	for id := range h.pods {
+		h.markDirtyLocked(id, now)
 	}
 }
 
