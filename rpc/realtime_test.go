@@ -556,53 +556,84 @@ func TestARepeatingReplicationErrorBacksOff(t *testing.T) {
 	}
 }
 
-// While a node's replication connection cannot start (here it was killed,
-// and creating its new slot waits for a transaction left open on the
-// server), the node reads its pods every second: a message written past it
-// still reaches its streams.
-func TestEventsFlowWhileReplicationCannotStart(t *testing.T) {
-	t.Parallel()
-	_, d := dbtest.NewCluster(t) // the open transaction would hold up other tests' slots
-	ctx := context.Background()
-	nodeID := fmt.Sprintf("blocked-%d", time.Now().UnixNano())
-	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL, NodeID: nodeID})
-	alice := e.signUp()
-	pod := e.createPod(alice, 4)
-	s := e.subscribe(alice, nil)
-	s.ready()
-	e.waitReplicating("at start", true)
+// While the connection that tells a node of new events cannot be opened,
+// the node reads its pods every second: a message written past it still
+// reaches its streams. With wal, the replication connection was killed and
+// creating its new slot waits for a transaction left open on the server;
+// with notify, the LISTEN connection was killed and the database refuses
+// new connections (as when max_connections is reached).
+func TestEventsFlowWhileTheChangeSourceIsDown(t *testing.T) {
+	for _, source := range []string{stream.SourceNotify, stream.SourceWAL} {
+		t.Run(source, func(t *testing.T) {
+			t.Parallel()
+			cluster, d := dbtest.NewCluster(t) // an open transaction would hold up other tests' slots
+			ctx := context.Background()
+			nodeID := fmt.Sprintf("blocked-%d", time.Now().UnixNano())
+			e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: source, NodeID: nodeID})
+			alice := e.signUp()
+			pod := e.createPod(alice, 4)
+			s := e.subscribe(alice, nil)
+			s.ready()
 
-	open, err := pgx.Connect(ctx, d.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer open.Close(ctx)
-	tx, err := open.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
-		t.Fatal(err)
-	}
-	e.exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE backend_type = 'walsender' AND application_name = $1`, "pods wal "+nodeID)
-	e.waitReplicating("the walsender terminated", false)
+			if source == stream.SourceWAL {
+				e.waitReplicating("at start", true)
+				open, err := pgx.Connect(ctx, d.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer open.Close(ctx)
+				tx, err := open.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback(ctx) //nolint:errcheck
+				if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+					t.Fatal(err)
+				}
+				e.exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE backend_type = 'walsender' AND application_name = $1`, "pods wal "+nodeID)
+				e.waitReplicating("the walsender terminated", false)
+			} else {
+				var name string
+				if err := d.Pool.QueryRow(ctx, `SELECT current_database()`).Scan(&name); err != nil {
+					t.Fatal(err)
+				}
+				admin, err := pgx.Connect(ctx, cluster.ConnString("postgres"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer admin.Close(ctx)
+				allow := func(ok bool) {
+					if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %q ALLOW_CONNECTIONS %v`, name, ok)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				allow(false)
+				defer allow(true)
+				e.exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, "pods listen "+nodeID)
+				for deadline := time.Now().Add(15 * time.Second); e.metrics()[`pods_stream_reconnects_total{connection="listen"}`] < 2; time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the listener did not fail to reconnect within 15 s")
+					}
+				}
+			}
 
-	e.exec(`INSERT INTO messages (pod_id, author_id, idempotency_key, body) VALUES ($1, $2, 'k', 'past the node')`, pod.Id, alice.user.Id)
-	for deadline := time.After(5 * time.Second); ; {
-		select {
-		case ev := <-s.events:
-			if ev.GetMessageCreated().GetMessage().GetBody() != "past the node" {
-				continue
+			e.exec(`INSERT INTO messages (pod_id, author_id, idempotency_key, body) VALUES ($1, $2, 'k', 'past the node')`, pod.Id, alice.user.Id)
+			for deadline := time.After(5 * time.Second); ; {
+				select {
+				case ev := <-s.events:
+					if ev.GetMessageCreated().GetMessage().GetBody() != "past the node" {
+						continue
+					}
+					if source == stream.SourceWAL && e.replicating() {
+						t.Fatal("the new slot was created while a transaction was open: the event may have come by replication")
+					}
+					return
+				case <-deadline:
+					t.Fatal("no event within 5 s while the change source was down")
+				}
 			}
-			if e.replicating() {
-				t.Fatal("the new slot was created while a transaction was open: the event may have come by replication")
-			}
-			return
-		case <-deadline:
-			t.Fatal("no event within 5 s while replication could not start")
-		}
+		})
 	}
 }
 

@@ -108,6 +108,7 @@ type Hub struct {
 
 	metrics     *metrics
 	walPosition atomic.Uint64 // the WAL position handled; 0 while not replicating
+	listening   atomic.Bool   // the LISTEN connection is up
 	// nodeStarted is when this node's row in nodes was made, as the last
 	// lease renewal saw it; only keepPresence uses it.
 	nodeStarted time.Time
@@ -223,8 +224,8 @@ func (h *Hub) Run(ctx context.Context) {
 	wg.Go(func() { h.listen(ctx) })
 	if h.cfg.ChangeSource == SourceWAL {
 		wg.Go(func() { h.replicate(ctx) })
-		wg.Go(func() { h.pollWhileNotReplicating(ctx) })
 	}
+	wg.Go(func() { h.pollWhileSourceDown(ctx) })
 	wg.Go(func() { h.fetch(ctx) })
 	wg.Go(func() { h.keepPresence(ctx) })
 	wg.Go(func() { h.beat(ctx) })
@@ -263,6 +264,8 @@ func (h *Hub) listenOnce(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, listen); err != nil {
 		return err
 	}
+	h.listening.Store(true)
+	defer h.listening.Store(false)
 	defer h.sessionsLost()
 	if h.cfg.Writers != nil {
 		// Postgres may have restarted: no PID of the writers' dead
@@ -291,6 +294,37 @@ func (h *Hub) listenOnce(ctx context.Context) error {
 			// This node's own messages: MessagesWritten has them.
 		default:
 			h.notified(n.Channel, n.Payload)
+		}
+	}
+}
+
+// sourceDownPoll is how often a node reads every pod it streams while its
+// change source is down.
+const sourceDownPoll = time.Second
+
+// pollWhileSourceDown marks every tracked pod dirty each sourceDownPoll
+// while the connection that tells of new events (LISTEN, or replication
+// with the wal source) is down or still starting: other nodes' events then
+// come within about a second instead of not at all, whether the database
+// refuses new connections (max_connections reached) or, with wal, creating
+// the slot waits for every transaction open on the server.
+func (h *Hub) pollWhileSourceDown(ctx context.Context) {
+	t := time.NewTicker(sourceDownPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		down := !h.listening.Load()
+		if h.cfg.ChangeSource == SourceWAL {
+			down = h.walPosition.Load() == 0
+		}
+		if down {
+			h.mu.Lock()
+			h.markTrackedDirtyLocked()
+			h.mu.Unlock()
 		}
 	}
 }

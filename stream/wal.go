@@ -51,32 +51,6 @@ func (h *Hub) replicate(ctx context.Context) {
 	}
 }
 
-// notReplicatingPoll is how often a node reads every pod it streams while
-// its replication connection is down or still starting.
-const notReplicatingPoll = time.Second
-
-// pollWhileNotReplicating marks every tracked pod dirty each
-// notReplicatingPoll while the replication connection is down or still
-// starting (creating its slot waits for every transaction open on the
-// server, however long): other nodes' events then arrive within about a
-// second instead of not at all.
-func (h *Hub) pollWhileNotReplicating(ctx context.Context) {
-	t := time.NewTicker(notReplicatingPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if h.walPosition.Load() == 0 {
-			h.mu.Lock()
-			h.markTrackedDirtyLocked()
-			h.mu.Unlock()
-		}
-	}
-}
-
 // slotName names a new replication slot of this node: up to 32 characters
 // of the node id that are valid in a slot name, for the people reading
 // pg_replication_slots, and a random suffix. Every connection creates its
