@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -163,7 +164,7 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 		return nil, invalid("timezone", fmt.Sprintf("unknown time zone %q", m.Timezone))
 	}
 	if errors.Is(err, db.ErrAlreadyExists) {
-		user, err = s.checkCredentials(ctx, handle, m.Password)
+		user, _, err = s.checkCredentials(ctx, handle, m.Password, "")
 		if errors.Is(err, errBadCredentials) {
 			return nil, connect.NewError(connect.CodeAlreadyExists, errors.New("handle is taken"))
 		}
@@ -178,7 +179,11 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&podsv1.SignUpResponse{Token: token, User: convert.User(user)}), nil
+	device, err := s.devices.mint(ctx, user.ID)
+	if err != nil {
+		return nil, toConnect(ctx, s.logger, err)
+	}
+	return connect.NewResponse(&podsv1.SignUpResponse{Token: token, User: convert.User(user), DeviceToken: device}), nil
 }
 
 // LogIn checks a handle and password and starts a session.
@@ -187,7 +192,7 @@ func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogI
 	if err != nil {
 		return nil, errBadCredentials // no such handle can exist
 	}
-	user, err := s.checkCredentials(ctx, handle, req.Msg.Password)
+	user, knownDevice, err := s.checkCredentials(ctx, handle, req.Msg.Password, req.Msg.DeviceToken)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +200,13 @@ func (s authService) LogIn(ctx context.Context, req *connect.Request[podsv1.LogI
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&podsv1.LogInResponse{Token: token, User: convert.User(user)}), nil
+	device := req.Msg.DeviceToken
+	if !knownDevice {
+		if device, err = s.devices.mint(ctx, user.ID); err != nil {
+			return nil, toConnect(ctx, s.logger, err)
+		}
+	}
+	return connect.NewResponse(&podsv1.LogInResponse{Token: token, User: convert.User(user), DeviceToken: device}), nil
 }
 
 // LogOut revokes the token of the call at once.
@@ -210,29 +221,61 @@ func (s authService) LogOut(ctx context.Context, _ *connect.Request[podsv1.LogOu
 
 var errBadCredentials = connect.NewError(connect.CodeUnauthenticated, errors.New("wrong handle or password"))
 
-// checkCredentials returns the user of handle if password is theirs. It
-// refuses with resource_exhausted beyond passwordCheckBurst failed checks
-// of one handle in a short time, on all nodes together.
-func (s authService) checkCredentials(ctx context.Context, handle, password string) (db.User, error) {
-	if err := s.passwordChecks.take(ctx, handle); err != nil {
-		return db.User{}, err
-	}
-	user, err := db.UserByHandle(ctx, s.pool, handle)
-	if errors.Is(err, db.ErrNotFound) || err == nil && user.PasswordHash == "" {
-		return db.User{}, errBadCredentials
-	}
+// checkCredentials returns the user of handle if password is theirs, and
+// whether device is a device token of theirs. It refuses with
+// resource_exhausted beyond passwordCheckBurst failed checks in a short
+// time, on all nodes together: of the handle, or, with a device token of
+// the handle's user, of that device.
+func (s authService) checkCredentials(ctx context.Context, handle, password, device string) (db.User, bool, error) {
+	bucket, user, err := s.passwordBucket(ctx, handle, device)
 	if err != nil {
-		return db.User{}, toConnect(ctx, s.logger, err)
+		return db.User{}, false, err
+	}
+	if err := s.passwordChecks.take(ctx, bucket); err != nil {
+		return db.User{}, false, err
+	}
+	if user == nil {
+		u, err := db.UserByHandle(ctx, s.pool, handle)
+		if err != nil && !errors.Is(err, db.ErrNotFound) {
+			return db.User{}, false, toConnect(ctx, s.logger, err)
+		}
+		user = &u
+	}
+	if user.PasswordHash == "" { // no such user (or the coach)
+		return db.User{}, false, errBadCredentials
 	}
 	ok, err := checkPassword(password, user.PasswordHash)
 	if err != nil {
-		return db.User{}, toConnect(ctx, s.logger, err)
+		return db.User{}, false, toConnect(ctx, s.logger, err)
 	}
 	if !ok {
-		return db.User{}, errBadCredentials
+		return db.User{}, false, errBadCredentials
 	}
-	s.passwordChecks.refund(ctx, handle)
-	return user, nil
+	s.passwordChecks.refund(ctx, bucket)
+	return *user, bucket != handle, nil
+}
+
+// passwordBucket names the bucket of failed password checks a log-in
+// counts against: the device's if device is a device token of handle's
+// user (then it returns that user too, read to know), else the handle's.
+// A device's bucket is named after its token's hash; handles hold no ':',
+// so the names cannot meet.
+func (s authService) passwordBucket(ctx context.Context, handle, device string) (string, *db.User, error) {
+	owner, ok, err := s.devices.user(ctx, device)
+	if err != nil {
+		return "", nil, toConnect(ctx, s.logger, err)
+	}
+	if !ok {
+		return handle, nil, nil
+	}
+	user, err := db.UserByHandle(ctx, s.pool, handle)
+	if errors.Is(err, db.ErrNotFound) || err == nil && user.ID != owner {
+		return handle, nil, nil
+	}
+	if err != nil {
+		return "", nil, toConnect(ctx, s.logger, err)
+	}
+	return "device:" + hex.EncodeToString(tokenHash(device)[:16]), &user, nil
 }
 
 func (s authService) startSession(ctx context.Context, userID string) (string, error) {

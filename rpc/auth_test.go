@@ -2,7 +2,10 @@ package rpc_test
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
 
 	"github.com/pods-dev/pods/db/dbtest"
 	"github.com/pods-dev/pods/rpc"
@@ -312,6 +316,101 @@ func TestPasswordGuessingIsLimitedPerHandle(t *testing.T) {
 	wantCode(t, err, connect.CodeResourceExhausted)
 	if err := logIn(node2, other.user.Handle, "correct horse"); err != nil {
 		t.Fatalf("another handle: %v", err)
+	}
+}
+
+// Someone guessing a handle's password holds its log-ins back, but not
+// those from a device that logged in to the account before: a device
+// token of the account gives a device its own limit of failed checks.
+func TestAKnownDeviceLogsInWhileItsHandleIsGuessed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ctx := context.Background()
+	owner, stranger := e.anonymous(), e.anonymous()
+	signedUp, err := owner.Auth.SignUp(ctx, connect.NewRequest(&podsv1.SignUpRequest{
+		Handle: fmt.Sprintf("device%d", userCount.Add(1)), Password: "correct horse", DisplayName: "Owner", Timezone: "UTC"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle, device := signedUp.Msg.User.Handle, signedUp.Msg.DeviceToken
+	other := e.signUp()
+	otherDevice, err := other.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: other.user.Handle, Password: "correct horse"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logIn := func(password, device string) (*podsv1.LogInResponse, error) {
+		res, err := stranger.Auth.LogIn(ctx, connect.NewRequest(&podsv1.LogInRequest{Handle: handle, Password: password, DeviceToken: device}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	}
+	if device == "" || otherDevice.Msg.DeviceToken == "" {
+		t.Fatal("no device token in the answers")
+	}
+	for i := range 10 {
+		_, err := logIn(fmt.Sprintf("guess %d", i), "")
+		wantCode(t, err, connect.CodeUnauthenticated)
+	}
+	_, err = logIn("correct horse", "")
+	wantCode(t, err, connect.CodeResourceExhausted)
+	forged := []byte(device)
+	forged[len(forged)-2] ^= 1
+	for _, d := range []string{"junk", string(forged), otherDevice.Msg.DeviceToken} {
+		_, err = logIn("correct horse", d)
+		wantCode(t, err, connect.CodeResourceExhausted)
+	}
+
+	// The owner's device logs in, and keeps its token.
+	res, err := logIn("correct horse", device)
+	if err != nil {
+		t.Fatalf("the owner's device: %v", err)
+	}
+	if res.DeviceToken != device || res.User.Id != signedUp.Msg.User.Id {
+		t.Fatalf("got device token %q for %s, want %q for the owner", res.DeviceToken, res.User.Id, device)
+	}
+	// A new device token (from a log-in without one) works as well.
+	e.exec(`DELETE FROM password_checks WHERE handle = $1`, handle)
+	fresh, err := logIn("correct horse", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.DeviceToken == "" || fresh.DeviceToken == device {
+		t.Fatalf("a log-in without a device token got %q", fresh.DeviceToken)
+	}
+	// A device's own limit stops guessing through it.
+	for i := range 10 {
+		_, err := logIn(fmt.Sprintf("guess %d", i), fresh.DeviceToken)
+		wantCode(t, err, connect.CodeUnauthenticated)
+	}
+	_, err = logIn("correct horse", fresh.DeviceToken)
+	wantCode(t, err, connect.CodeResourceExhausted)
+	if _, err := logIn("correct horse", device); err != nil {
+		t.Fatalf("another device of the owner: %v", err)
+	}
+	// A token older than a year counts for none (made here as the server
+	// makes them: user id, issue time, nonce, HMAC-SHA256 with the shared
+	// key).
+	var key []byte
+	if err := e.db.Pool.QueryRow(ctx, `SELECT secret FROM server_secrets WHERE name = 'device_tokens'`).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	issuedAgo := func(age time.Duration) string {
+		b := uuid.MustParse(signedUp.Msg.User.Id)
+		signed := binary.BigEndian.AppendUint64(b[:], uint64(time.Now().Add(-age).Unix()))
+		signed = append(signed, "a nonce!"...)
+		mac := hmac.New(sha256.New, key)
+		mac.Write(signed)
+		return base64.RawURLEncoding.EncodeToString(append(signed, mac.Sum(nil)[:16]...))
+	}
+	for i := range 10 {
+		_, err := logIn(fmt.Sprintf("guess %d", i), "")
+		wantCode(t, err, connect.CodeUnauthenticated)
+	}
+	_, err = logIn("correct horse", issuedAgo(366*24*time.Hour))
+	wantCode(t, err, connect.CodeResourceExhausted)
+	if _, err := logIn("correct horse", issuedAgo(364*24*time.Hour)); err != nil {
+		t.Fatalf("a device token issued 364 days ago: %v", err)
 	}
 }
 

@@ -71,9 +71,11 @@ type Server struct {
 	auth   *authInterceptor
 	writes *rateLimiter
 	typing *rateLimiter // per user and pod
-	// passwordChecks is per handle (per-address limits belong to the load
-	// balancer, which knows the clients' addresses).
+	// passwordChecks is per handle, or per device that logged in before
+	// (per-address limits belong to the load balancer, which knows the
+	// clients' addresses).
 	passwordChecks *passwordThrottle
+	devices        *deviceTokens
 	calls          *metricsInterceptor
 
 	passwordMemoryKiB uint32
@@ -105,6 +107,7 @@ func New(cfg Config) *Server {
 		writes:            newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		typing:            newRateLimiter(typingRate, typingBurst),
 		passwordChecks:    &passwordThrottle{pool: cfg.Pool, perSecond: passwordCheckRate, burst: passwordCheckBurst, logger: cfg.Logger},
+		devices:           &deviceTokens{pool: cfg.Pool},
 		calls:             newMetricsInterceptor(cfg.Metrics),
 		passwordMemoryKiB: cfg.PasswordMemoryKiB,
 	}

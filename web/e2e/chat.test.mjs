@@ -353,6 +353,20 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await alice.locator(".pod-title", { hasText: "Early birds" }).waitFor({ state: "detached", timeout: 2_000 });
   await alice.locator(".pod-item", { hasText: "Early birds" }).waitFor({ state: "detached", timeout: 2_000 });
 
+  // Logged out and in again, the browser shows the device token it got at
+  // sign-up, which gives its log-ins a limit of their own.
+  const handle = `alice_${run}`;
+  const device = await alice.evaluate((h) => localStorage.getItem(`pods.device.${h}`), handle);
+  assert.ok(device, "no device token kept after sign-up");
+  await alice.getByRole("button", { name: "Log out" }).click();
+  await alice.getByLabel("Handle").fill(handle);
+  await alice.getByLabel("Password").fill("correct horse battery");
+  const logIn = alice.waitForRequest((r) => r.url().endsWith("/LogIn"), { timeout: 5_000 });
+  await alice.getByRole("button", { name: "Log in" }).click();
+  assert.ok((await logIn).postDataBuffer().includes(device), "the log-in did not send the device token");
+  await badge(alice, "connected").waitFor({ timeout: 10_000 });
+  assert.equal(await alice.evaluate((h) => localStorage.getItem(`pods.device.${h}`), handle), device);
+
   await desk.close();
   assert.deepEqual(problems, [], "console errors");
 });

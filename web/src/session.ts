@@ -33,3 +33,28 @@ export function saveSession(token: string, user: User): Session {
 export function clearSession(): void {
   localStorage.removeItem(key);
 }
+
+/**
+ * The device token of each handle that logged in here: kept after logging
+ * out and sent with the next log-in, it gives this browser a limit of
+ * failed password checks of its own, so that someone guessing the
+ * password cannot lock its owner out here.
+ */
+const deviceKey = (handle: string) => `pods.device.${handle}`;
+
+export function loadDeviceToken(handle: string): string {
+  try {
+    return localStorage.getItem(deviceKey(handle)) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+export function saveDeviceToken(handle: string, token: string): void {
+  if (!token) return;
+  try {
+    localStorage.setItem(deviceKey(handle), token);
+  } catch {
+    // A full or disabled storage: the next log-in goes without.
+  }
+}

@@ -2,7 +2,7 @@
 
 import { errorText, type Api } from "../api";
 import { h } from "../dom";
-import { saveSession, type Session } from "../session";
+import { loadDeviceToken, saveDeviceToken, saveSession, type Session } from "../session";
 
 /** authView returns the form; onSignedIn gets the new session. */
 export function authView(api: Api, onSignedIn: (s: Session) => void): HTMLElement {
@@ -45,16 +45,18 @@ export function authView(api: Api, onSignedIn: (s: Session) => void): HTMLElemen
     e.preventDefault();
     submit.disabled = true;
     error.textContent = "";
+    const name = handle.value.trim().toLowerCase();
     try {
       const res =
         mode === "signup"
           ? await api.auth.signUp({
-              handle: handle.value.trim().toLowerCase(),
+              handle: name,
               password: password.value,
               displayName: displayName.value.trim(),
               timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
             })
-          : await api.auth.logIn({ handle: handle.value.trim().toLowerCase(), password: password.value });
+          : await api.auth.logIn({ handle: name, password: password.value, deviceToken: loadDeviceToken(name) });
+      saveDeviceToken(res.user!.handle, res.deviceToken);
       onSignedIn(saveSession(res.token, res.user!));
     } catch (err) {
       error.textContent = errorText(err);

@@ -93,8 +93,11 @@ func (x *SignUpRequest) GetTimezone() string {
 type SignUpResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque bearer token, valid for 30 days.
-	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	User          *User  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	User  *User  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// Keep it on the device, also after logging out, and send it with later
+	// log-ins (LogInRequest.device_token). Valid for a year.
+	DeviceToken   string `protobuf:"bytes,3,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,10 +146,22 @@ func (x *SignUpResponse) GetUser() *User {
 	return nil
 }
 
+func (x *SignUpResponse) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
+	}
+	return ""
+}
+
 type LogInRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Handle   string                 `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	Password string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// The device_token of an earlier SignUp or LogIn of this account on this
+	// device, if any: the log-in then counts against that device's own limit
+	// of failed password checks. Unknown, expired or another account's: as if
+	// none was sent.
+	DeviceToken   string `protobuf:"bytes,3,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,10 +210,19 @@ func (x *LogInRequest) GetPassword() string {
 	return ""
 }
 
+func (x *LogInRequest) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
+	}
+	return ""
+}
+
 type LogInResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	User          *User                  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	User  *User                  `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// The device token to keep: the one sent, if it was valid, else a new one.
+	DeviceToken   string `protobuf:"bytes,3,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -245,6 +269,13 @@ func (x *LogInResponse) GetUser() *User {
 		return x.User
 	}
 	return nil
+}
+
+func (x *LogInResponse) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
+	}
+	return ""
 }
 
 type LogOutRequest struct {
@@ -328,16 +359,19 @@ const file_pods_v1_auth_proto_rawDesc = "" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1a\n" +
-	"\btimezone\x18\x04 \x01(\tR\btimezone\"I\n" +
+	"\btimezone\x18\x04 \x01(\tR\btimezone\"l\n" +
 	"\x0eSignUpResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12!\n" +
-	"\x04user\x18\x02 \x01(\v2\r.pods.v1.UserR\x04user\"B\n" +
+	"\x04user\x18\x02 \x01(\v2\r.pods.v1.UserR\x04user\x12!\n" +
+	"\fdevice_token\x18\x03 \x01(\tR\vdeviceToken\"e\n" +
 	"\fLogInRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\tR\x06handle\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"H\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
+	"\fdevice_token\x18\x03 \x01(\tR\vdeviceToken\"k\n" +
 	"\rLogInResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12!\n" +
-	"\x04user\x18\x02 \x01(\v2\r.pods.v1.UserR\x04user\"\x0f\n" +
+	"\x04user\x18\x02 \x01(\v2\r.pods.v1.UserR\x04user\x12!\n" +
+	"\fdevice_token\x18\x03 \x01(\tR\vdeviceToken\"\x0f\n" +
 	"\rLogOutRequest\"\x10\n" +
 	"\x0eLogOutResponse2\xbb\x01\n" +
 	"\vAuthService\x129\n" +

@@ -49,7 +49,13 @@ type AuthServiceClient interface {
 	// Bad handle, password (8–256 characters), display name or time zone:
 	// `invalid_argument`.
 	SignUp(context.Context, *connect.Request[v1.SignUpRequest]) (*connect.Response[v1.SignUpResponse], error)
-	// LogIn returns a new session token. Wrong handle or password: `unauthenticated`.
+	// LogIn returns a new session token. Wrong handle or password:
+	// `unauthenticated`. Failed password checks are limited per handle, on
+	// every node together (10, then one every 6 s): beyond that even the
+	// right password is `resource_exhausted` until the limit allows a check.
+	// A log-in that sends the device token of an earlier log-in to the same
+	// account counts against a limit of that device's own, so that someone
+	// guessing a password cannot lock its owner out of their devices.
 	LogIn(context.Context, *connect.Request[v1.LogInRequest]) (*connect.Response[v1.LogInResponse], error)
 	// LogOut revokes the calling token at once, on every node.
 	LogOut(context.Context, *connect.Request[v1.LogOutRequest]) (*connect.Response[v1.LogOutResponse], error)
@@ -117,7 +123,13 @@ type AuthServiceHandler interface {
 	// Bad handle, password (8–256 characters), display name or time zone:
 	// `invalid_argument`.
 	SignUp(context.Context, *connect.Request[v1.SignUpRequest]) (*connect.Response[v1.SignUpResponse], error)
-	// LogIn returns a new session token. Wrong handle or password: `unauthenticated`.
+	// LogIn returns a new session token. Wrong handle or password:
+	// `unauthenticated`. Failed password checks are limited per handle, on
+	// every node together (10, then one every 6 s): beyond that even the
+	// right password is `resource_exhausted` until the limit allows a check.
+	// A log-in that sends the device token of an earlier log-in to the same
+	// account counts against a limit of that device's own, so that someone
+	// guessing a password cannot lock its owner out of their devices.
 	LogIn(context.Context, *connect.Request[v1.LogInRequest]) (*connect.Response[v1.LogInResponse], error)
 	// LogOut revokes the calling token at once, on every node.
 	LogOut(context.Context, *connect.Request[v1.LogOutRequest]) (*connect.Response[v1.LogOutResponse], error)

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pods/v1/auth.proto.
  */
 export const file_pods_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChJwb2RzL3YxL2F1dGgucHJvdG8SB3BvZHMudjEiWQoNU2lnblVwUmVxdWVzdBIOCgZoYW5kbGUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhAKCHRpbWV6b25lGAQgASgJIjwKDlNpZ25VcFJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhsKBHVzZXIYAiABKAsyDS5wb2RzLnYxLlVzZXIiMAoMTG9nSW5SZXF1ZXN0Eg4KBmhhbmRsZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSI7Cg1Mb2dJblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhsKBHVzZXIYAiABKAsyDS5wb2RzLnYxLlVzZXIiDwoNTG9nT3V0UmVxdWVzdCIQCg5Mb2dPdXRSZXNwb25zZTK7AQoLQXV0aFNlcnZpY2USOQoGU2lnblVwEhYucG9kcy52MS5TaWduVXBSZXF1ZXN0GhcucG9kcy52MS5TaWduVXBSZXNwb25zZRI2CgVMb2dJbhIVLnBvZHMudjEuTG9nSW5SZXF1ZXN0GhYucG9kcy52MS5Mb2dJblJlc3BvbnNlEjkKBkxvZ091dBIWLnBvZHMudjEuTG9nT3V0UmVxdWVzdBoXLnBvZHMudjEuTG9nT3V0UmVzcG9uc2VChgEKC2NvbS5wb2RzLnYxQglBdXRoUHJvdG9QAVovZ2l0aHViLmNvbS9wb2RzLWRldi9wb2RzL3JwYy9nZW4vcG9kcy92MTtwb2RzdjGiAgNQWFiqAgdQb2RzLlYxygIHUG9kc1xWMeICE1BvZHNcVjFcR1BCTWV0YWRhdGHqAghQb2RzOjpWMWIGcHJvdG8z", [file_pods_v1_types]);
+  fileDesc("ChJwb2RzL3YxL2F1dGgucHJvdG8SB3BvZHMudjEiWQoNU2lnblVwUmVxdWVzdBIOCgZoYW5kbGUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhAKCHRpbWV6b25lGAQgASgJIlIKDlNpZ25VcFJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhsKBHVzZXIYAiABKAsyDS5wb2RzLnYxLlVzZXISFAoMZGV2aWNlX3Rva2VuGAMgASgJIkYKDExvZ0luUmVxdWVzdBIOCgZoYW5kbGUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGV2aWNlX3Rva2VuGAMgASgJIlEKDUxvZ0luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSGwoEdXNlchgCIAEoCzINLnBvZHMudjEuVXNlchIUCgxkZXZpY2VfdG9rZW4YAyABKAkiDwoNTG9nT3V0UmVxdWVzdCIQCg5Mb2dPdXRSZXNwb25zZTK7AQoLQXV0aFNlcnZpY2USOQoGU2lnblVwEhYucG9kcy52MS5TaWduVXBSZXF1ZXN0GhcucG9kcy52MS5TaWduVXBSZXNwb25zZRI2CgVMb2dJbhIVLnBvZHMudjEuTG9nSW5SZXF1ZXN0GhYucG9kcy52MS5Mb2dJblJlc3BvbnNlEjkKBkxvZ091dBIWLnBvZHMudjEuTG9nT3V0UmVxdWVzdBoXLnBvZHMudjEuTG9nT3V0UmVzcG9uc2VChgEKC2NvbS5wb2RzLnYxQglBdXRoUHJvdG9QAVovZ2l0aHViLmNvbS9wb2RzLWRldi9wb2RzL3JwYy9nZW4vcG9kcy92MTtwb2RzdjGiAgNQWFiqAgdQb2RzLlYxygIHUG9kc1xWMeICE1BvZHNcVjFcR1BCTWV0YWRhdGHqAghQb2RzOjpWMWIGcHJvdG8z", [file_pods_v1_types]);
 
 /**
  * @generated from message pods.v1.SignUpRequest
@@ -63,6 +63,14 @@ export type SignUpResponse = Message<"pods.v1.SignUpResponse"> & {
    * @generated from field: pods.v1.User user = 2;
    */
   user?: User | undefined;
+
+  /**
+   * Keep it on the device, also after logging out, and send it with later
+   * log-ins (LogInRequest.device_token). Valid for a year.
+   *
+   * @generated from field: string device_token = 3;
+   */
+  deviceToken: string;
 };
 
 /**
@@ -85,6 +93,16 @@ export type LogInRequest = Message<"pods.v1.LogInRequest"> & {
    * @generated from field: string password = 2;
    */
   password: string;
+
+  /**
+   * The device_token of an earlier SignUp or LogIn of this account on this
+   * device, if any: the log-in then counts against that device's own limit
+   * of failed password checks. Unknown, expired or another account's: as if
+   * none was sent.
+   *
+   * @generated from field: string device_token = 3;
+   */
+  deviceToken: string;
 };
 
 /**
@@ -107,6 +125,13 @@ export type LogInResponse = Message<"pods.v1.LogInResponse"> & {
    * @generated from field: pods.v1.User user = 2;
    */
   user?: User | undefined;
+
+  /**
+   * The device token to keep: the one sent, if it was valid, else a new one.
+   *
+   * @generated from field: string device_token = 3;
+   */
+  deviceToken: string;
 };
 
 /**
@@ -165,7 +190,13 @@ export const AuthService: GenService<{
     output: typeof SignUpResponseSchema;
   },
   /**
-   * LogIn returns a new session token. Wrong handle or password: `unauthenticated`.
+   * LogIn returns a new session token. Wrong handle or password:
+   * `unauthenticated`. Failed password checks are limited per handle, on
+   * every node together (10, then one every 6 s): beyond that even the
+   * right password is `resource_exhausted` until the limit allows a check.
+   * A log-in that sends the device token of an earlier log-in to the same
+   * account counts against a limit of that device's own, so that someone
+   * guessing a password cannot lock its owner out of their devices.
    *
    * @generated from rpc pods.v1.AuthService.LogIn
    */
