@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -151,4 +152,18 @@ func JoinedSeqs(ctx context.Context, q Querier, userID string) (map[string]int64
 		seqs[id] = seq
 	}
 	return seqs, translate(rows.Err(), "reading memberships")
+}
+
+// MemberAfter reports whether userID was a member of podID right after the
+// event seq: whether their last memberJoined or memberLeft event up to seq
+// is a memberJoined.
+func MemberAfter(ctx context.Context, q Querier, podID, userID string, seq int64) (bool, error) {
+	var kind string
+	err := q.QueryRow(ctx, `SELECT kind FROM events
+		WHERE pod_id = $1 AND user_id = $2 AND kind IN ('member_joined', 'member_left') AND seq <= $3
+		ORDER BY seq DESC LIMIT 1`, podID, userID, seq).Scan(&kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return kind == "member_joined", translate(err, "reading memberships")
 }

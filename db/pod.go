@@ -50,6 +50,7 @@ type PodSummary struct {
 	Pod         Pod
 	ReadSeq     int64
 	UnreadCount int64
+	JoinedSeq   int64 // the seq of the user's memberJoined event
 }
 
 // PodCreateParams are the fields of a new pod.
@@ -339,7 +340,8 @@ func PodsOfUser(ctx context.Context, q Querier, userID string) ([]PodSummary, er
 	rows, err := q.Query(ctx, `
 		SELECT `+podColumns+`, m.read_seq,
 			(SELECT count(*) FROM messages x
-			 WHERE x.pod_id = p.id AND x.seq > m.read_seq AND x.author_id <> m.user_id)
+			 WHERE x.pod_id = p.id AND x.seq > m.read_seq AND x.author_id <> m.user_id),
+			m.joined_seq
 		FROM memberships m JOIN pods p ON p.id = m.pod_id
 		WHERE m.user_id = $1
 		ORDER BY m.joined_at, p.id`, userID)
@@ -349,7 +351,7 @@ func PodsOfUser(ctx context.Context, q Querier, userID string) ([]PodSummary, er
 	var summaries []PodSummary
 	for rows.Next() {
 		var s PodSummary
-		s.Pod, err = scanPod(rows, &s.ReadSeq, &s.UnreadCount)
+		s.Pod, err = scanPod(rows, &s.ReadSeq, &s.UnreadCount, &s.JoinedSeq)
 		if err != nil {
 			rows.Close()
 			return nil, translate(err, "scanning pod")

@@ -289,6 +289,50 @@ func TestLeavingAndJoiningAgainKeepsThePodOnTheStream(t *testing.T) {
 	}
 }
 
+// A stream never carries what happened in a pod while the user was not in
+// it, whatever the cursor (found by review: a cursor below the user's join
+// replayed the pod's history from before it, and one at the user's own
+// memberLeft what happened while they were away).
+func TestACursorFromBeforeTheMembershipSkipsWhatTheUserWasNotIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, rpc.Config{})
+	ana, dan, eve := e.signUp(), e.signUp(), e.signUp()
+	pod := e.createPod(ana, 6)
+	e.join(dan, pod)
+	e.send(ana, pod.Id, "k1", "before anyone left")
+	e.leave(dan, pod.Id)
+	danLeft := e.lastSeq(pod.Id)
+	e.join(eve, pod)
+	eveJoined := e.lastSeq(pod.Id)
+	e.send(ana, pod.Id, "k2", "while dan was away")
+	e.join(dan, pod)
+	danJoined := e.lastSeq(pod.Id)
+	e.send(ana, pod.Id, "k3", "with everyone")
+
+	for _, tc := range []struct {
+		name   string
+		who    *client
+		cursor int64
+		want   []int64 // the first seqs of the pod on the stream
+	}{
+		{"a new member from 0", eve, 0, []int64{eveJoined, eveJoined + 1}},
+		{"a member back, from their memberLeft", dan, danLeft, []int64{danJoined, danJoined + 1}},
+		{"a member back, from inside their first membership", dan, danLeft - 1, []int64{danLeft, danJoined, danJoined + 1}},
+		{"a member back, from before their first join", dan, 1, []int64{danJoined, danJoined + 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := e.subscribe(e.as(tc.who), map[string]int64{pod.Id: tc.cursor})
+			s.ready()
+			for _, want := range tc.want {
+				if ev := s.nextLogged(); ev.Seq != want {
+					t.Fatalf("got seq %d (%v), want %d", ev.Seq, ev, want)
+				}
+			}
+			s.close()
+		})
+	}
+}
+
 // The sending node delivers its messages at once and in seq order, also
 // when another node's message came first: here the events trigger
 // notifies nothing at all, so the node's own reads of the log fill the gap.
@@ -652,4 +696,9 @@ func (e *env) waitReplicating(what string, want bool) {
 			e.t.Fatalf("%s: still replicating %v after 15 s", what, !want)
 		}
 	}
+}
+
+// lastSeq is the pod's last seq in the database.
+func (e *env) lastSeq(podID string) int64 {
+	return int64(e.count(`SELECT last_seq FROM pods WHERE id = $1`, podID))
 }

@@ -317,9 +317,9 @@ func (st *stream) start(ctx context.Context) error {
 			}
 		}
 		ready.Pods = append(ready.Pods, pod)
-		start := sum.Pod.LastSeq
-		if c, ok := st.req.Cursors[sum.Pod.ID]; ok && c < start {
-			start = c
+		start, err := st.startAfter(ctx, sum)
+		if err != nil {
+			return err
 		}
 		st.sent[sum.Pod.ID] = start
 	}
@@ -350,6 +350,28 @@ func (st *stream) start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startAfter returns the seq after which a pod's part of the stream starts:
+// the client's cursor, or else the pod's last seq. A cursor from before
+// the user's current membership starts there only if the user was a member
+// right after it (the catch-up then stops at that membership's memberLeft,
+// and the refresh goes on at the current memberJoined); else the pod starts
+// at the current memberJoined. The stream never carries what happened in
+// a pod while the user was not in it.
+func (st *stream) startAfter(ctx context.Context, sum db.PodSummary) (int64, error) {
+	c, ok := st.req.Cursors[sum.Pod.ID]
+	if !ok || c >= sum.Pod.LastSeq {
+		return sum.Pod.LastSeq, nil
+	}
+	if c >= sum.JoinedSeq-1 {
+		return c, nil
+	}
+	member, err := db.MemberAfter(ctx, st.hub.cfg.Pool, sum.Pod.ID, st.req.UserID, c)
+	if err != nil || member {
+		return c, err
+	}
+	return sum.JoinedSeq - 1, nil
 }
 
 // catchUp sends what the log holds after the last seq sent of a pod.

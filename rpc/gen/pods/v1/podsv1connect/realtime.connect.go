@@ -53,6 +53,10 @@ type RealtimeServiceClient interface {
 	// memberJoined event); leaving or deletion removes it after the
 	// memberLeft or podDeleted event. A pod in `cursors` that is missing from
 	// `ready` is no longer the caller's (left or deleted while away): drop it.
+	// The stream never carries what happened in a pod while the caller was not
+	// a member: from a cursor before the caller's current membership it sends
+	// the rest of an earlier membership the cursor was in (up to its
+	// memberLeft), then goes on at the caller's memberJoined.
 	//
 	// The stream ends with `resource_exhausted` if the client reads too
 	// slowly, and with `unavailable` when the node shuts down or loses its
@@ -106,6 +110,10 @@ type RealtimeServiceHandler interface {
 	// memberJoined event); leaving or deletion removes it after the
 	// memberLeft or podDeleted event. A pod in `cursors` that is missing from
 	// `ready` is no longer the caller's (left or deleted while away): drop it.
+	// The stream never carries what happened in a pod while the caller was not
+	// a member: from a cursor before the caller's current membership it sends
+	// the rest of an earlier membership the cursor was in (up to its
+	// memberLeft), then goes on at the caller's memberJoined.
 	//
 	// The stream ends with `resource_exhausted` if the client reads too
 	// slowly, and with `unavailable` when the node shuts down or loses its
