@@ -58,14 +58,23 @@ func TestAuth(t *testing.T) {
 	_, err = signUp("ana", "another password", "America/New_York")
 	wantCode(t, err, connect.CodeAlreadyExists)
 
-	for name, tc := range map[string]struct{ handle, password, tz string }{
-		"short handle":     {"an", "correct horse", "UTC"},
-		"bad handle":       {"an a", "correct horse", "UTC"},
-		"short password":   {"bob", "short", "UTC"},
-		"unknown timezone": {"bob", "correct horse", "Mars/Olympus"},
-		"empty timezone":   {"bob", "correct horse", ""},
+	for name, tc := range map[string]struct{ handle, password, tz, name string }{
+		"short handle":         {"an", "correct horse", "UTC", ""},
+		"bad handle":           {"an a", "correct horse", "UTC", ""},
+		"short password":       {"bob", "short", "UTC", ""},
+		"unknown timezone":     {"bob", "correct horse", "Mars/Olympus", ""},
+		"empty timezone":       {"bob", "correct horse", "", ""},
+		"not a zone":           {"bob", "correct horse", "Factory", ""},
+		"invisible name":       {"bob", "correct horse", "UTC", "\u3164\u200b"},
+		"name turned around":   {"bob", "correct horse", "UTC", "Bob\u202enimda"},
+		"control char in name": {"bob", "correct horse", "UTC", "Bob\x1b[31m"},
 	} {
-		_, err := signUp(tc.handle, tc.password, tc.tz)
+		if tc.name == "" {
+			tc.name = "Bob"
+		}
+		_, err := anon.Auth.SignUp(ctx, connect.NewRequest(&podsv1.SignUpRequest{
+			Handle: tc.handle, Password: tc.password, DisplayName: tc.name, Timezone: tc.tz,
+		}))
 		if err == nil {
 			t.Fatalf("%s: no error", name)
 		}

@@ -97,6 +97,9 @@ func TestSendMessageRefusesBadInput(t *testing.T) {
 		code connect.Code
 	}{
 		"blank body":      {author, ok(&podsv1.SendMessageRequest{Body: " \n\t "}), connect.CodeInvalidArgument},
+		"invisible body":  {author, ok(&podsv1.SendMessageRequest{Body: "\u200b\u2060\ufeff \u3164"}), connect.CodeInvalidArgument},
+		"control in body": {author, ok(&podsv1.SendMessageRequest{Body: "a\x01b"}), connect.CodeInvalidArgument},
+		"bidi override":   {author, ok(&podsv1.SendMessageRequest{Body: "pay \u202etxt.exe"}), connect.CodeInvalidArgument},
 		"long body":       {author, ok(&podsv1.SendMessageRequest{Body: strings.Repeat("é", 4001)}), connect.CodeInvalidArgument},
 		"NUL in body":     {author, ok(&podsv1.SendMessageRequest{Body: "a\x00b"}), connect.CodeInvalidArgument},
 		"no key":          {author, &podsv1.SendMessageRequest{PodId: pod.Id, Body: "x"}, connect.CodeInvalidArgument},
@@ -115,8 +118,10 @@ func TestSendMessageRefusesBadInput(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM messages`); n != 0 {
 		t.Fatalf("refused sends wrote %d messages", n)
 	}
-	// The longest body allowed is 4,000 characters, not bytes.
+	// The longest body allowed is 4,000 characters, not bytes; tabs, line
+	// breaks, joined emoji and right-to-left marks are fine.
 	e.send(author, pod.Id, "max", strings.Repeat("é", 4000))
+	e.send(author, pod.Id, "text", "a\tb\r\nc 👨\u200d👩\u200d👧 \u200fשלום\u200f")
 }
 
 func TestListMessagesPagesBackOldestFirst(t *testing.T) {

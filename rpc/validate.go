@@ -25,19 +25,23 @@ const (
 	defaultListLimit  = 50
 )
 
-// checkText validates free text: see checkOptionalText, and not blank.
+// checkText validates free text: see checkOptionalText, and something
+// visible in it (not only spaces and invisible characters).
 func checkText(field, s string, max int) error {
 	if err := checkOptionalText(field, s, max); err != nil {
 		return err
 	}
-	if strings.TrimSpace(s) == "" {
+	if strings.IndexFunc(s, visible) < 0 {
 		return invalid(field, "must not be empty")
 	}
 	return nil
 }
 
-// checkOptionalText validates free text that may be empty: valid UTF-8
-// without NUL characters (Postgres cannot store them), at most max runes.
+// checkOptionalText validates free text that may be empty: valid UTF-8, at
+// most max runes, without control characters but tab and line breaks (NUL
+// cannot even be stored) or the bidirectional controls that make text
+// show in another order than it is written (U+202A–U+202E,
+// U+2066–U+2069: a name could pass for another).
 func checkOptionalText(field, s string, max int) error {
 	switch {
 	case !utf8.ValidString(s):
@@ -46,8 +50,24 @@ func checkOptionalText(field, s string, max int) error {
 		return invalid(field, "must not contain NUL characters")
 	case utf8.RuneCountInString(s) > max:
 		return invalid(field, fmt.Sprintf("must be at most %d characters", max))
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' && r != '\r' }) >= 0:
+		return invalid(field, "must not contain control characters")
+	case strings.IndexFunc(s, func(r rune) bool { return r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 }) >= 0:
+		return invalid(field, "must not contain bidirectional control characters")
 	}
 	return nil
+}
+
+// visible says whether r shows as something: not a space, a control or
+// format character (zero-width space, joiners, BOM…), or one of the
+// letters that render as nothing (the Hangul fillers, the blank Braille
+// pattern).
+func visible(r rune) bool {
+	switch r {
+	case 0x115f, 0x1160, 0x3164, 0xffa0, 0x2800:
+		return false
+	}
+	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
 }
 
 // checkID validates a UUID field and returns it in canonical form.
@@ -79,7 +99,8 @@ func checkHandle(s string) (string, error) {
 
 // checkTimezone validates an IANA time zone name.
 func checkTimezone(s string) error {
-	if s == "" || s == "Local" {
+	switch s {
+	case "", "Local", "localtime", "posixrules", "Factory": // files of the database, not zones
 		return invalid("timezone", "must be an IANA time zone such as Europe/Berlin")
 	}
 	if _, err := time.LoadLocation(s); err != nil {

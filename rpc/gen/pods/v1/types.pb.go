@@ -484,7 +484,11 @@ type Message struct {
 	// The seq of the event that created the message; orders a pod's messages.
 	Seq      int64  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	AuthorId string `protobuf:"bytes,4,opt,name=author_id,json=authorId,proto3" json:"author_id,omitempty"`
-	// 1–4,000 characters of valid UTF-8, not blank.
+	// 1–4,000 characters of valid UTF-8 with something visible in them (not
+	// only spaces, zero-width or other invisible characters), without control
+	// characters other than tab and line breaks, or the bidirectional
+	// controls U+202A–U+202E and U+2066–U+2069. The same holds for every
+	// free text: names, habits, notes (which may be empty).
 	Body string `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
 	// Marked as a joke by its author: the coach never reacts to it.
 	Humor bool `protobuf:"varint,6,opt,name=humor,proto3" json:"humor,omitempty"`
