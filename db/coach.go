@@ -358,6 +358,9 @@ type ContextMessage struct {
 	Author string
 	Coach  bool
 	Body   string
+	Humor  bool // flagged as a joke
+	// Hostile: the scorer found it hostile (false while it is unscored).
+	Hostile bool
 }
 
 // LoadCoachContext reads a pod's habit and its last n messages.
@@ -368,7 +371,9 @@ func LoadCoachContext(ctx context.Context, q Querier, podID string, n int) (Coac
 	}
 	rows, err := q.Query(ctx, `
 		SELECT * FROM (
-			SELECT u.display_name, u.coach, m.body, m.seq FROM messages m JOIN users u ON u.id = m.author_id
+			SELECT u.display_name, u.coach, m.body, m.humor, coalesce(s.hostile, false), m.seq
+			FROM messages m JOIN users u ON u.id = m.author_id
+			LEFT JOIN message_scores s ON s.message_id = m.id
 			WHERE m.pod_id = $1 ORDER BY m.seq DESC LIMIT $2) last
 		ORDER BY seq`, podID, n)
 	if err != nil {
@@ -376,7 +381,7 @@ func LoadCoachContext(ctx context.Context, q Querier, podID string, n int) (Coac
 	}
 	var seq int64
 	var line ContextMessage
-	_, err = pgx.ForEachRow(rows, []any{&line.Author, &line.Coach, &line.Body, &seq}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&line.Author, &line.Coach, &line.Body, &line.Humor, &line.Hostile, &seq}, func() error {
 		c.Recent = append(c.Recent, line)
 		return nil
 	})

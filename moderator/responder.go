@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tmc/langchaingo/llms"
 	"github.com/tmc/langchaingo/llms/openai"
@@ -151,8 +152,8 @@ func (Offline) Respond(_ context.Context, req Request) (string, error) {
 	habit := req.Pod.Habit
 	switch req.Trigger {
 	case db.JobQuiet:
-		if last := lastMemberMessage(req.Pod); last != nil {
-			return fmt.Sprintf("It has been quiet since %s wrote %q. How is %s going for everyone today? Even one line helps the group.",
+		if last := lastQuotable(req.Pod); last != nil {
+			return fmt.Sprintf("It has been quiet since %s wrote “%s”. How is %s going for everyone today? Even one line helps the group.",
 				last.Author, snippet(last.Body, 60), habit), nil
 		}
 		return fmt.Sprintf("It's quiet in here! How is %s going for everyone today? Even one line helps the group.", habit), nil
@@ -164,21 +165,50 @@ func (Offline) Respond(_ context.Context, req Request) (string, error) {
 	return "", fmt.Errorf("no template for trigger %q", req.Trigger)
 }
 
-func lastMemberMessage(c db.CoachContext) *db.ContextMessage {
+// lastQuotable returns the pod's last message the coach may quote: a
+// member's, neither a joke nor hostile (the coach does not repeat an
+// insult to the pod), or nil.
+func lastQuotable(c db.CoachContext) *db.ContextMessage {
 	for i := len(c.Recent) - 1; i >= 0; i-- {
-		if !c.Recent[i].Coach {
-			return &c.Recent[i]
+		if m := &c.Recent[i]; !m.Coach && !m.Humor && !m.Hostile && snippet(m.Body, 60) != "" {
+			return m
 		}
 	}
 	return nil
 }
 
 func snippet(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
+	s = strings.Join(strings.Fields(strings.Map(dropInvisible, s)), " ")
+	r := []rune(s)
+	if len(r) <= n {
+		return s
 	}
-	return s
+	// Cut at the last space within the limit, or else inside the word,
+	// but never inside a character that several code points make (an
+	// emoji with a skin tone or joined to others, an accented letter).
+	cut := n - 1
+	for i := cut; i > 0; i-- {
+		if r[i] == ' ' {
+			cut = i
+			break
+		}
+	}
+	for cut > 0 && (r[cut-1] == zwj || r[cut] == zwj || unicode.In(r[cut], unicode.Mn, unicode.Sk)) {
+		cut--
+	}
+	return strings.TrimRight(string(r[:cut]), " ") + "…"
+}
+
+// zwj joins emoji into one (👨‍👩‍👧).
+const zwj = '\u200d'
+
+// dropInvisible maps control and format characters (zero-width space,
+// bidirectional controls…) to nothing, but white space and the emoji joiner.
+func dropInvisible(r rune) rune {
+	if unicode.IsControl(r) && !unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) && r != zwj {
+		return -1
+	}
+	return r
 }
 
 // respond returns the message and where it came from: "model" or "offline".
