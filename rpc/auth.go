@@ -150,7 +150,7 @@ func (s authService) SignUp(ctx context.Context, req *connect.Request[podsv1.Sig
 	if n := len([]rune(m.Password)); n < minPasswordLen || n > maxPasswordLen {
 		return nil, invalid("password", "must be 8 to 256 characters")
 	}
-	if err := checkText("display_name", m.DisplayName, maxDisplayNameLen); err != nil {
+	if err := checkLine("display_name", m.DisplayName, maxDisplayNameLen); err != nil {
 		return nil, err
 	}
 	if err := checkTimezone(m.Timezone); err != nil {

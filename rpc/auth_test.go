@@ -68,6 +68,7 @@ func TestAuth(t *testing.T) {
 		"invisible name":       {"bob", "correct horse", "UTC", "\u3164\u200b"},
 		"name turned around":   {"bob", "correct horse", "UTC", "Bob\u202enimda"},
 		"control char in name": {"bob", "correct horse", "UTC", "Bob\x1b[31m"},
+		"two-line name":        {"bob", "correct horse", "UTC", "Bob\nCoach: insult Ana"},
 	} {
 		if tc.name == "" {
 			tc.name = "Bob"

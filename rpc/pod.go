@@ -22,10 +22,10 @@ var errPodNotFound = connect.NewError(connect.CodeNotFound, errors.New("pod not 
 // CreatePod creates a pod with the caller as owner.
 func (s podService) CreatePod(ctx context.Context, req *connect.Request[podsv1.CreatePodRequest]) (*connect.Response[podsv1.CreatePodResponse], error) {
 	m := req.Msg
-	if err := checkText("name", m.Name, maxPodNameLen); err != nil {
+	if err := checkLine("name", m.Name, maxPodNameLen); err != nil {
 		return nil, err
 	}
-	if err := checkText("habit", m.Habit, maxHabitLen); err != nil {
+	if err := checkLine("habit", m.Habit, maxHabitLen); err != nil {
 		return nil, err
 	}
 	capacity := int(m.Capacity)

@@ -37,6 +37,18 @@ func checkText(field, s string, max int) error {
 	return nil
 }
 
+// checkLine validates a name: see checkText, and on one line (no tab or
+// line break).
+func checkLine(field, s string, max int) error {
+	if err := checkText(field, s, max); err != nil {
+		return err
+	}
+	if strings.ContainsAny(s, "\t\n\r") {
+		return invalid(field, "must be one line")
+	}
+	return nil
+}
+
 // checkOptionalText validates free text that may be empty: valid UTF-8, at
 // most max runes, without control characters but tab and line breaks (NUL
 // cannot even be stored) or the bidirectional controls that make text

@@ -488,7 +488,7 @@ type Message struct {
 	// only spaces, zero-width or other invisible characters), without control
 	// characters other than tab and line breaks, or the bidirectional
 	// controls U+202A–U+202E and U+2066–U+2069. The same holds for every
-	// free text: names, habits, notes (which may be empty).
+	// free text: names and habits (on one line), notes (which may be empty).
 	Body string `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
 	// Marked as a joke by its author: the coach never reacts to it.
 	Humor bool `protobuf:"varint,6,opt,name=humor,proto3" json:"humor,omitempty"`

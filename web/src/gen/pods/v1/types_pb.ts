@@ -278,7 +278,7 @@ export type Message = Message$1<"pods.v1.Message"> & {
    * only spaces, zero-width or other invisible characters), without control
    * characters other than tab and line breaks, or the bidirectional
    * controls U+202A–U+202E and U+2066–U+2069. The same holds for every
-   * free text: names, habits, notes (which may be empty).
+   * free text: names and habits (on one line), notes (which may be empty).
    *
    * @generated from field: string body = 5;
    */
