@@ -353,7 +353,7 @@ func (c *Coach) run(ctx context.Context, job db.CoachJob) error {
 		scores = job.Payload
 	}
 	start := time.Now()
-	text, source, err := respond(ctx, c.cfg.Model, c.log, req)
+	text, source, err := respond(ctx, c.cfg.Model, c.scorer, c.log, req)
 	if err != nil {
 		return err
 	}
