@@ -234,6 +234,14 @@ func ClaimCoachJobs(ctx context.Context, q Querier, now time.Time, lease time.Du
 	return jobs, translate(err, "claiming coach jobs")
 }
 
+// CoachJobRelease gives a claimed job back, with its attempt: a node that
+// shuts down in the middle of it lets the next claim have it at once.
+func CoachJobRelease(ctx context.Context, q Querier, id int64) error {
+	_, err := q.Exec(ctx, `UPDATE coach_jobs SET locked_until = NULL, attempts = greatest(attempts - 1, 0)
+		WHERE id = $1 AND done_at IS NULL`, id)
+	return translate(err, "releasing coach job")
+}
+
 // CoachJobFailed records a failed attempt: the job runs again after
 // retryAt, or never if it has used its attempts.
 func CoachJobFailed(ctx context.Context, q Querier, id int64, cause error, retryAt time.Time, final bool) error {

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,10 @@ type Config struct {
 	Cooldown time.Duration
 	// Tick is how often each node schedules and works. Default 1 s.
 	Tick time.Duration
+	// Workers is how many jobs a node works at once, each with its own
+	// model calls, apart from the scheduler: a slow model holds up only
+	// its own job. Default 4.
+	Workers int
 	// ScanInterval is how often the scheduler looks for quiet pods and due
 	// reminders, which reads every pod and membership. Default the smaller
 	// of 10 s and a quarter of QuietAfter.
@@ -122,6 +127,9 @@ func New(cfg Config) *Coach {
 	if cfg.Tick == 0 {
 		cfg.Tick = time.Second
 	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
 	if cfg.ScanInterval == 0 {
 		cfg.ScanInterval = min(10*time.Second, cfg.QuietAfter/4)
 	}
@@ -141,13 +149,25 @@ func New(cfg Config) *Coach {
 	return &Coach{cfg: cfg, log: cfg.Logger, scorer: NewScorer(), interventions: interventions}
 }
 
-// Run schedules and works jobs every tick until ctx ends.
+// Run schedules every tick, and works due jobs on Workers goroutines of
+// their own, until ctx ends: a slow model call holds up neither the scans
+// (scoring, conflicts) nor the jobs of other pods.
 func (c *Coach) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range c.cfg.Workers {
+		wg.Go(func() { c.every(ctx, "working", c.work) })
+	}
+	c.every(ctx, "scheduling", c.schedule)
+	wg.Wait()
+}
+
+// every runs step at once and then every tick until ctx ends.
+func (c *Coach) every(ctx context.Context, what string, step func(context.Context) error) {
 	tick := time.NewTicker(c.cfg.Tick)
 	defer tick.Stop()
 	for {
-		if err := c.Step(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("coach: step failed", "err", err)
+		if err := step(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("coach: "+what+" failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -158,7 +178,7 @@ func (c *Coach) Run(ctx context.Context) {
 }
 
 // Step schedules new jobs (if no other node is scheduling) and works the
-// due ones, also when scheduling failed.
+// due ones, also when scheduling failed: Run's work in one call, for tests.
 func (c *Coach) Step(ctx context.Context) error {
 	return errors.Join(c.schedule(ctx), c.work(ctx))
 }
@@ -306,6 +326,13 @@ func (c *Coach) work(ctx context.Context) error {
 		err = c.run(ctx, job)
 		if errors.Is(err, db.ErrJobDone) {
 			continue
+		}
+		if err != nil && ctx.Err() != nil {
+			// Shutting down: another node takes the job up at once, and
+			// this attempt does not count.
+			release, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return errors.Join(ctx.Err(), db.CoachJobRelease(release, c.cfg.Pool, job.ID))
 		}
 		if err != nil {
 			final := job.Attempts >= maxAttempts || errors.Is(err, db.ErrNotFound)

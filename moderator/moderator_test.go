@@ -842,3 +842,81 @@ func TestABacklogIsScoredOverSeveralTicks(t *testing.T) {
 		t.Fatalf("%d scored after two ticks, want all 4500", n)
 	}
 }
+
+// While the model takes its time for one pod, the coach goes on scoring
+// and speaks in another pod; a shutdown in the middle gives the slow pod's
+// job back, with its attempt, for the next claim (found by review: jobs ran
+// one after another in the scheduler's loop, so one slow call delayed
+// every pod and the conflict scans, and a shutdown held the job a minute
+// and used up an attempt).
+func TestASlowModelHoldsUpOnlyItsOwnJob(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	ctx := context.Background()
+	owls, err := db.PodCreate(ctx, w.d.Pool, db.PodCreateParams{Name: "Night owls", Habit: "no screens after ten", Capacity: 6, OwnerID: w.members[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PodJoin(ctx, w.d.Pool, owls.InviteCode, w.members[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.d.Pool.Exec(ctx, `UPDATE memberships SET reminder_time = '24:00' WHERE pod_id = $1`, owls.ID); err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan struct{}, 10)
+	model := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "Early birds") {
+			asked <- struct{}{}
+			<-r.Context().Done() // thinks until the caller gives up
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(rw, `{"id":"1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Let's be kind to each other."},"finish_reason":"stop"}]}`)
+	}))
+	defer model.Close()
+	llm, err := moderator.NewLLM(moderator.LLMConfig{BaseURL: model.URL + "/v1", Model: "m", APIKey: "k", Timeout: time.Minute, Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := w.coach(moderator.Config{Model: llm, QuietAfter: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	w.say(0, "up at six, as planned", false) // then Early birds goes quiet
+	select {
+	case <-asked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the model was not asked about the quiet pod within 10 s")
+	}
+	for i, body := range []string{"you always lie about your check-ins, you fraud", "whatever, you're pathetic", "shut up, nobody cares about your stupid excuses"} {
+		if _, err := db.MessageSend(ctx, w.d.Pool, db.MessageSendParams{PodID: owls.ID, AuthorID: w.members[i%2].ID, IdempotencyKey: fmt.Sprint("owls", i), Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := w.d.Pool.QueryRow(ctx, `SELECT count(*) FROM coach_interventions WHERE pod_id = $1 AND trigger = 'conflict' AND source = 'model'`, owls.ID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no conflict intervention in the other pod within 10 s while the model thought about the first")
+		}
+	}
+
+	stop()
+	<-done
+	var attempts int
+	var locked, finished bool
+	if err := w.d.Pool.QueryRow(ctx, `SELECT attempts, locked_until IS NOT NULL, done_at IS NOT NULL FROM coach_jobs WHERE pod_id = $1 AND kind = 'quiet'`, w.pod.ID).Scan(&attempts, &locked, &finished); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 0 || locked || finished {
+		t.Fatalf("after a shutdown mid-call the job has %d attempts, locked %v, done %v; want it given back untried", attempts, locked, finished)
+	}
+}
