@@ -34,7 +34,7 @@ type ReactionSummary struct {
 
 // ErrIdempotencyMismatch means the author used the idempotency key before
 // for a different message.
-var ErrIdempotencyMismatch = errors.New("idempotency key already used for a different message")
+var ErrIdempotencyMismatch = errors.New("idempotency key already used for something else")
 
 // ErrMessageDeleted means the message the author sent with this idempotency
 // key was deleted since: a retry does not store it again.

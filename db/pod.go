@@ -76,8 +76,8 @@ func PodCreate(ctx context.Context, pool *Pool, p PodCreateParams) (Pod, error) 
 	for attempt := 0; ; attempt++ {
 		err := InTx(ctx, pool, func(tx Tx) error {
 			err := tx.QueryRow(ctx, `
-				INSERT INTO pods (name, habit, capacity, invite_code, owner_id, idempotency_key)
-				VALUES ($1, $2, $3, $4, $5, $6)
+				INSERT INTO pods (name, habit, capacity, invite_code, owner_id, created_by, idempotency_key)
+				VALUES ($1, $2, $3, $4, $5, $5, $6)
 				RETURNING id`,
 				p.Name, p.Habit, p.Capacity, newInviteCode(), p.OwnerID, key).Scan(&podID)
 			if err != nil {
@@ -99,19 +99,36 @@ func PodCreate(ctx context.Context, pool *Pool, p PodCreateParams) (Pod, error) 
 				return Pod{}, translate(err, "creating pod")
 			}
 			return PodByID(ctx, pool, podID)
-		case "pods_owner_id_idempotency_key_key":
-			err := pool.QueryRow(ctx, `SELECT id FROM pods WHERE owner_id = $1 AND idempotency_key = $2`,
-				p.OwnerID, p.IdempotencyKey).Scan(&podID)
-			if err != nil {
-				return Pod{}, translate(err, "finding pod by idempotency key")
-			}
-			return PodByID(ctx, pool, podID)
+		case "pods_created_by_idempotency_key_key":
+			return podCreatedBefore(ctx, pool, p)
 		default: // an invite code collision: draw another
 			if attempt == 5 {
 				return Pod{}, translate(err, "creating pod")
 			}
 		}
 	}
+}
+
+// podCreatedBefore returns the pod that p's creator made with p's
+// idempotency key: ErrIdempotencyMismatch if it was made with other
+// values, ErrNotFound if the creator is no longer in it.
+func podCreatedBefore(ctx context.Context, pool *Pool, p PodCreateParams) (Pod, error) {
+	var podID, name, habit string
+	var capacity int
+	var member bool
+	err := pool.QueryRow(ctx, `
+		SELECT id, name, habit, capacity, EXISTS (SELECT 1 FROM memberships m WHERE m.pod_id = p.id AND m.user_id = $1)
+		FROM pods p WHERE created_by = $1 AND idempotency_key = $2`,
+		p.OwnerID, p.IdempotencyKey).Scan(&podID, &name, &habit, &capacity, &member)
+	switch {
+	case err != nil:
+		return Pod{}, translate(err, "finding pod by idempotency key")
+	case name != p.Name || habit != p.Habit || capacity != p.Capacity:
+		return Pod{}, ErrIdempotencyMismatch
+	case !member:
+		return Pod{}, ErrNotFound
+	}
+	return PodByID(ctx, pool, podID)
 }
 
 // inviteAlphabet has no look-alikes (0/O, 1/I/L).

@@ -45,6 +45,9 @@ func (s podService) CreatePod(ctx context.Context, req *connect.Request[podsv1.C
 		Name: strings.TrimSpace(m.Name), Habit: strings.TrimSpace(m.Habit), Capacity: capacity,
 		OwnerID: UserID(ctx), IdempotencyKey: m.IdempotencyKey,
 	})
+	if errors.Is(err, db.ErrNotFound) { // the pod of this key, which the caller left
+		return nil, errPodNotFound
+	}
 	if err != nil {
 		return nil, toConnect(ctx, s.logger, err)
 	}

@@ -54,6 +54,27 @@ func TestCreatePodValidation(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM pods`); n != 2 {
 		t.Fatalf("%d pods, want 2", n)
 	}
+	// The key with another pod's values is refused, as SendMessage's is
+	// (found by review: it returned the first pod).
+	other := &podsv1.CreatePodRequest{Name: "Night owls!", Habit: "sleep by 11", Capacity: 4, IdempotencyKey: "create-1"}
+	_, err = c.Pod.CreatePod(ctx, connect.NewRequest(other))
+	wantCode(t, err, connect.CodeAlreadyExists)
+	// The key stays the creator's after the pod passed to another owner
+	// (found by review: a retry then made a second pod); a creator who left
+	// the pod does not get it back.
+	heir := e.signUp()
+	e.join(heir, a.Msg.Pod)
+	e.leave(c, a.Msg.Pod.Id)
+	_, err = c.Pod.CreatePod(ctx, connect.NewRequest(req))
+	wantCode(t, err, connect.CodeNotFound)
+	if n := e.count(`SELECT count(*) FROM pods`); n != 2 {
+		t.Fatalf("%d pods after the retries, want 2", n)
+	}
+	// The new owner's own key of the same name is theirs.
+	mine, err := heir.Pod.CreatePod(ctx, connect.NewRequest(req))
+	if err != nil || mine.Msg.Pod.Id == a.Msg.Pod.Id {
+		t.Fatalf("the heir's create with the same key: %v, %v", mine, err)
+	}
 }
 
 func TestConcurrentJoinsFillExactlyTheFreeSeats(t *testing.T) {

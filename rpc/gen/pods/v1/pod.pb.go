@@ -27,8 +27,11 @@ type CreatePodRequest struct {
 	Habit string                 `protobuf:"bytes,2,opt,name=habit,proto3" json:"habit,omitempty"`
 	// 4–6; 0 means 6.
 	Capacity int32 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	// Optional, 1–64 printable characters: a retry with the same key returns
-	// the pod created the first time instead of a second pod.
+	// Optional, 1–64 printable characters, the caller's own: a retry with the
+	// same key returns the pod created the first time instead of a second
+	// pod, also after it passed to another owner. The same key with another
+	// name, habit or capacity is `already_exists`; once the caller left the
+	// pod it made, the key stays taken and a retry is `not_found`.
 	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

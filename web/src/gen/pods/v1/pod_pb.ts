@@ -36,8 +36,11 @@ export type CreatePodRequest = Message<"pods.v1.CreatePodRequest"> & {
   capacity: number;
 
   /**
-   * Optional, 1–64 printable characters: a retry with the same key returns
-   * the pod created the first time instead of a second pod.
+   * Optional, 1–64 printable characters, the caller's own: a retry with the
+   * same key returns the pod created the first time instead of a second
+   * pod, also after it passed to another owner. The same key with another
+   * name, habit or capacity is `already_exists`; once the caller left the
+   * pod it made, the key stays taken and a retry is `not_found`.
    *
    * @generated from field: string idempotency_key = 4;
    */
