@@ -22,7 +22,8 @@ type Message struct {
 	CreatedAt      time.Time  `json:"created_at"`
 	EditedAt       *time.Time `json:"edited_at"`
 	// Reactions by emoji, in the order each emoji was first used. Filled by
-	// MessagesList and MessageEdit, and in messageEdited events.
+	// MessagesList, MessageEdit and LoadReactions, and in messageEdited
+	// events.
 	Reactions []ReactionSummary `json:"reactions,omitempty"`
 }
 
@@ -156,6 +157,14 @@ func MessagesList(ctx context.Context, q Querier, podID string, beforeSeq int64,
 		msgs[i], msgs[j] = msgs[j], msgs[i]
 	}
 	return msgs, hasMore, loadReactions(ctx, q, msgs)
+}
+
+// LoadReactions fills in the reactions of m.
+func LoadReactions(ctx context.Context, q Querier, m *Message) error {
+	msgs := []Message{*m}
+	err := loadReactions(ctx, q, msgs)
+	*m = msgs[0]
+	return err
 }
 
 // loadReactions fills in the reactions of msgs with one query.

@@ -42,6 +42,11 @@ func (s chatService) SendMessage(ctx context.Context, req *connect.Request[podsv
 	if sent.Err != nil {
 		return nil, toConnect(ctx, s.logger, sent.Err)
 	}
+	if !sent.Created { // a retry: the message as it is now, reactions too
+		if err := db.LoadReactions(ctx, s.pool, &sent.Message); err != nil {
+			return nil, toConnect(ctx, s.logger, err)
+		}
+	}
 	return connect.NewResponse(&podsv1.SendMessageResponse{Message: convert.Message(sent.Message)}), nil
 }
 

@@ -72,6 +72,18 @@ func TestSendMessageIsIdempotentUnderConcurrency(t *testing.T) {
 	if m := e.send(member, pod.Id, "retry-me", "me too"); m.Id == results[0].Id {
 		t.Fatal("another author's key matched")
 	}
+	// A retry later returns the message as it is then, reactions too
+	// (found by review: they were missing).
+	if _, err := member.Chat.AddReaction(context.Background(), connect.NewRequest(&podsv1.AddReactionRequest{MessageId: results[0].Id, Emoji: "🔥"})); err != nil {
+		t.Fatal(err)
+	}
+	res, err := author.Chat.SendMessage(context.Background(), connect.NewRequest(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Msg.Message.Reactions; len(r) != 1 || r[0].Emoji != "🔥" || len(r[0].UserIds) != 1 || r[0].UserIds[0] != member.user.Id {
+		t.Fatalf("a retry's message has reactions %v, want the fire", r)
+	}
 }
 
 func TestSendMessageRefusesBadInput(t *testing.T) {
