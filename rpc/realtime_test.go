@@ -301,12 +301,12 @@ func TestACursorFromBeforeTheMembershipSkipsWhatTheUserWasNotIn(t *testing.T) {
 	e.join(dan, pod)
 	e.send(ana, pod.Id, "k1", "before anyone left")
 	e.leave(dan, pod.Id)
-	danLeft := e.lastSeq(pod.Id)
+	danLeft := lastSeq(t, e, pod.Id)
 	e.join(eve, pod)
-	eveJoined := e.lastSeq(pod.Id)
+	eveJoined := lastSeq(t, e, pod.Id)
 	e.send(ana, pod.Id, "k2", "while dan was away")
 	e.join(dan, pod)
-	danJoined := e.lastSeq(pod.Id)
+	danJoined := lastSeq(t, e, pod.Id)
 	e.send(ana, pod.Id, "k3", "with everyone")
 
 	for _, tc := range []struct {
@@ -696,9 +696,4 @@ func (e *env) waitReplicating(what string, want bool) {
 			e.t.Fatalf("%s: still replicating %v after 15 s", what, !want)
 		}
 	}
-}
-
-// lastSeq is the pod's last seq in the database.
-func (e *env) lastSeq(podID string) int64 {
-	return int64(e.count(`SELECT last_seq FROM pods WHERE id = $1`, podID))
 }

@@ -152,11 +152,12 @@ func stressPod(t *testing.T, e *env, perWriter int, disrupt func()) {
 		writers = append(writers, w)
 	}
 	readers := make([]*resumingReader, 3)
+	joined := lastSeq(t, e, pod.Id) // a stream carries nothing from before its user's join
 	var target atomic.Int64
 	var wg sync.WaitGroup
 	readErrs := make([]error, len(readers))
 	for i := range readers {
-		readers[i] = &resumingReader{client: e.as(writers[i]), podID: pod.Id}
+		readers[i] = &resumingReader{client: e.as(writers[i]), podID: pod.Id, cursor: joined}
 		wg.Go(func() { readErrs[i] = readers[i].run(ctx, target.Load) })
 	}
 	total := perWriter * len(writers)

@@ -550,20 +550,20 @@ func (w *watch) waitSeq(podID string, seq int64, timeout time.Duration) {
 	})
 }
 
-// checkLog fails the test unless the stream delivered pod's events from 1
-// to at least last, each once and in order (the coach may have added some
-// since), and returns them.
-func (w *watch) checkLog(podID string, last int64) []*podsv1.Event {
+// checkLog fails the test unless the stream delivered pod's events after
+// after to at least last, each once and in order (the coach may have added
+// some since), and returns them.
+func (w *watch) checkLog(podID string, after, last int64) []*podsv1.Event {
 	w.t.Helper()
 	evs := w.logged(podID)
 	seqs := make([]int64, len(evs))
-	ok := int64(len(evs)) >= last
+	ok := int64(len(evs)) >= last-after
 	for i, ev := range evs {
 		seqs[i] = ev.Seq
-		ok = ok && ev.Seq == int64(i+1)
+		ok = ok && ev.Seq == after+int64(i+1)
 	}
 	if !ok {
-		w.t.Fatalf("%s: pod %s delivered seqs %v, want 1..%d (or more) each once in order", w.name, podID, seqs, last)
+		w.t.Fatalf("%s: pod %s delivered seqs %v, want %d..%d (or more) each once in order", w.name, podID, seqs, after+1, last)
 	}
 	return evs
 }

@@ -100,7 +100,10 @@ func testTwoNodes(t *testing.T, bin, source string) {
 	pod := createPod(t, owner, a)
 	join(t, ann, b, pod)
 	join(t, bob, a, pod)
-	from0 := map[string]int64{pod.Id: 0}
+	// Every stream starts after the last join: a stream carries nothing
+	// from before its user's join.
+	joined := lastSeq(t, owner, a, pod.Id)
+	from0 := map[string]int64{pod.Id: joined}
 
 	// Presence crosses nodes: ann, on b, sees the owner who is on a, and
 	// the owner hears ann come online.
@@ -188,7 +191,7 @@ func testTwoNodes(t *testing.T, bin, source string) {
 	var want []string
 	for _, w := range watches {
 		w.waitSeq(pod.Id, last, 20*time.Second)
-		evs := w.checkLog(pod.Id, last)[:last]
+		evs := w.checkLog(pod.Id, joined, last)[:last-joined]
 		got := make([]string, len(evs))
 		created := 0
 		for i, ev := range evs {
@@ -300,7 +303,12 @@ func testKillUnderLoad(t *testing.T, bin, source string) {
 		join(t, bystander, b, p)
 		join(t, observer, b, p)
 	}
-	from0 := map[string]int64{pods[0].Id: 0, pods[1].Id: 0}
+	// Every stream starts after the last join: a stream carries nothing
+	// from before its user's join.
+	from0 := make(map[string]int64)
+	for _, p := range pods {
+		from0[p.Id] = lastSeq(t, observer, b, p.Id)
+	}
 
 	watchB := subscribe(t, observer, b, from0)
 	watchB.ready()
@@ -322,7 +330,7 @@ func testKillUnderLoad(t *testing.T, bin, source string) {
 	for i, u := range readers {
 		r := &reader{user: u, nodes: []*node{a, b}, cursors: make(map[string]int64), seen: make(map[string]int), authors: make(map[string]string), delivered: make(map[string]map[int64]time.Time)}
 		for _, p := range readerPods[i] {
-			r.cursors[p.Id] = 0
+			r.cursors[p.Id] = from0[p.Id]
 			r.delivered[p.Id] = make(map[int64]time.Time)
 		}
 		rs[i] = r
@@ -409,7 +417,7 @@ func testKillUnderLoad(t *testing.T, bin, source string) {
 	for _, p := range pods {
 		watchB.waitSeq(p.Id, targets[p.Id], 10*time.Second)
 		created := make(map[string]int)
-		for _, ev := range watchB.checkLog(p.Id, targets[p.Id]) {
+		for _, ev := range watchB.checkLog(p.Id, from0[p.Id], targets[p.Id]) {
 			if m := ev.GetMessageCreated().GetMessage(); m != nil {
 				created[m.Id]++
 			}
