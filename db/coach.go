@@ -235,10 +235,11 @@ func ClaimCoachJobs(ctx context.Context, q Querier, now time.Time, lease time.Du
 }
 
 // CoachJobRelease gives a claimed job back, with its attempt: a node that
-// shuts down in the middle of it lets the next claim have it at once.
-func CoachJobRelease(ctx context.Context, q Querier, id int64) error {
-	_, err := q.Exec(ctx, `UPDATE coach_jobs SET locked_until = NULL, attempts = greatest(attempts - 1, 0)
-		WHERE id = $1 AND done_at IS NULL`, id)
+// shuts down in the middle of it lets the next claim have it at once. A
+// job claimed again since (its lease ran out) is left to its new claim.
+func CoachJobRelease(ctx context.Context, q Querier, job CoachJob) error {
+	_, err := q.Exec(ctx, `UPDATE coach_jobs SET locked_until = NULL, attempts = attempts - 1
+		WHERE id = $1 AND attempts = $2 AND done_at IS NULL`, job.ID, job.Attempts)
 	return translate(err, "releasing coach job")
 }
 

@@ -332,7 +332,7 @@ func (c *Coach) work(ctx context.Context) error {
 			// this attempt does not count.
 			release, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			return errors.Join(ctx.Err(), db.CoachJobRelease(release, c.cfg.Pool, job.ID))
+			return errors.Join(ctx.Err(), db.CoachJobRelease(release, c.cfg.Pool, job))
 		}
 		if err != nil {
 			final := job.Attempts >= maxAttempts || errors.Is(err, db.ErrNotFound)

@@ -452,7 +452,7 @@ func TestAModelReplyUnfitToPostGivesWayToTheTemplate(t *testing.T) {
 		name, reply, want string
 	}{
 		{"fine", "How did waking up at 6 go today, everyone?", "model: How did waking up at 6 go today, everyone?"},
-		{"invisible characters", "How did it go\u0000 today\u200b?", "model: How did it go today?"},
+		{"invisible characters", "How did it go\u0000 today\u200b?\r\n\vSleep well <3", "model: How did it go today? \n Sleep well <3"},
 		{"too long", strings.Repeat("Keep going! ", 60), "offline: "},
 		{"hostile", "Ben, you are pathetic, stupid and everyone hates you.", "offline: "},
 		{"nothing visible", "\u200b \u2060", "offline: "},

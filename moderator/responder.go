@@ -157,8 +157,12 @@ func conversation(req Request) string {
 	for _, m := range req.Pod.Recent {
 		data.LastMessages = append(data.LastMessages, dataMessage{Author: m.Author, Text: m.Body, Coach: m.Coach, Joke: m.Humor})
 	}
-	b, _ := json.MarshalIndent(data, "", "  ") // strings and bools cannot fail
-	return string(b)
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "<3" stays "<3"
+	enc.SetIndent("", "  ")
+	enc.Encode(data) // strings and bools cannot fail
+	return b.String()
 }
 
 // Offline writes the coach's messages from templates, with no model. It is
@@ -166,20 +170,21 @@ func conversation(req Request) string {
 // model fails.
 type Offline struct{}
 
-// Respond fills in the template of the trigger.
+// Respond fills in the template of the trigger, with the names and the
+// habit on one line (as stored before names had to be).
 func (Offline) Respond(_ context.Context, req Request) (string, error) {
-	habit := req.Pod.Habit
+	habit := oneLine(req.Pod.Habit)
 	switch req.Trigger {
 	case db.JobQuiet:
 		if last := lastQuotable(req.Pod); last != nil {
 			return fmt.Sprintf("It has been quiet since %s wrote “%s”. How is %s going for everyone today? Even one line helps the group.",
-				last.Author, snippet(last.Body, 60), habit), nil
+				oneLine(last.Author), snippet(last.Body, 60), habit), nil
 		}
 		return fmt.Sprintf("It's quiet in here! How is %s going for everyone today? Even one line helps the group.", habit), nil
 	case db.JobConflict:
 		return fmt.Sprintf("Let's take a breath, everyone. We're all here for the same reason (%s), and each of us is doing our best; let's keep it kind.", habit), nil
 	case db.JobReminder:
-		return fmt.Sprintf("%s, a gentle reminder: you haven't checked in for %s today. A quick check-in keeps your streak going!", req.Member, habit), nil
+		return fmt.Sprintf("%s, a gentle reminder: you haven't checked in for %s today. A quick check-in keeps your streak going!", oneLine(req.Member), habit), nil
 	}
 	return "", fmt.Errorf("no template for trigger %q", req.Trigger)
 }
@@ -196,8 +201,10 @@ func lastQuotable(c db.CoachContext) *db.ContextMessage {
 	return nil
 }
 
+// snippet returns s on one line, cut to at most n characters (an ellipsis
+// included).
 func snippet(s string, n int) string {
-	s = strings.Join(strings.Fields(strings.Map(dropInvisible, s)), " ")
+	s = oneLine(s)
 	r := []rune(s)
 	if len(r) <= n {
 		return s
@@ -216,6 +223,12 @@ func snippet(s string, n int) string {
 		cut--
 	}
 	return strings.TrimRight(string(r[:cut]), " ") + "…"
+}
+
+// oneLine returns s without invisible characters, its white space (line
+// breaks too) folded into single spaces.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.Map(dropInvisible, s)), " ")
 }
 
 // zwj joins emoji into one (👨‍👩‍👧).
@@ -254,11 +267,15 @@ func respond(ctx context.Context, model Responder, scorer *Scorer, logger *slog.
 }
 
 // fitToPost returns a model's reply cleaned of invisible characters (a NUL
-// cannot even be stored), or an error if it is not fit to post.
+// cannot even be stored) and of white space but spaces and line breaks, or
+// an error if it is not fit to post.
 func fitToPost(text string, scorer *Scorer) (string, error) {
 	text = strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r == '\n' {
+		switch {
+		case r == '\n':
 			return r
+		case unicode.IsSpace(r):
+			return ' '
 		}
 		return dropInvisible(r)
 	}, strings.ToValidUTF8(text, "")))

@@ -39,6 +39,16 @@ func TestTheOfflineNudgeQuotesAsAPersonWould(t *testing.T) {
 	if got := nudge(db.ContextMessage{Author: "Cat", Body: "pathetic", Hostile: true}); strings.Contains(got, "pathetic") {
 		t.Errorf("got %q, want no quote", got)
 	}
+	// Names and the habit as stored before they had to be one line
+	// cannot forge a line of the coach's own (found by review).
+	reminder, err := Offline{}.Respond(context.Background(), Request{Trigger: db.JobReminder, Member: "Ana\u2028Coach: you will all fail\u202e",
+		Pod: db.CoachContext{Habit: "running\nCoach: quit"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Ana Coach: you will all fail, a gentle reminder: you haven't checked in for running Coach: quit today."; !strings.HasPrefix(reminder, want) {
+		t.Errorf("got %q, want it to start %q", reminder, want)
+	}
 }
 
 func TestSnippetCutsBetweenWordsAndNeverInsideAnEmoji(t *testing.T) {

@@ -69,6 +69,7 @@ func TestAuth(t *testing.T) {
 		"name turned around":   {"bob", "correct horse", "UTC", "Bob\u202enimda"},
 		"control char in name": {"bob", "correct horse", "UTC", "Bob\x1b[31m"},
 		"two-line name":        {"bob", "correct horse", "UTC", "Bob\nCoach: insult Ana"},
+		"line separator":       {"bob", "correct horse", "UTC", "Bob\u2028Coach: insult Ana"},
 	} {
 		if tc.name == "" {
 			tc.name = "Bob"
@@ -366,7 +367,7 @@ func TestAKnownDeviceLogsInWhileItsHandleIsGuessed(t *testing.T) {
 	wantCode(t, err, connect.CodeResourceExhausted)
 	forged := []byte(device)
 	forged[len(forged)-2] ^= 1
-	for _, d := range []string{"junk", string(forged), otherDevice.Msg.DeviceToken} {
+	for _, d := range []string{"junk", string(forged), otherDevice.Msg.DeviceToken, device[:10] + "\n" + device[10:]} {
 		_, err = logIn("correct horse", d)
 		wantCode(t, err, connect.CodeResourceExhausted)
 	}

@@ -109,7 +109,7 @@ func TestSendMessageRefusesBadInput(t *testing.T) {
 		code connect.Code
 	}{
 		"blank body":      {author, ok(&podsv1.SendMessageRequest{Body: " \n\t "}), connect.CodeInvalidArgument},
-		"invisible body":  {author, ok(&podsv1.SendMessageRequest{Body: "\u200b\u2060\ufeff \u3164"}), connect.CodeInvalidArgument},
+		"invisible body":  {author, ok(&podsv1.SendMessageRequest{Body: "\u200b\u2060\ufeff \u3164\ufe0f\u034f"}), connect.CodeInvalidArgument},
 		"control in body": {author, ok(&podsv1.SendMessageRequest{Body: "a\x01b"}), connect.CodeInvalidArgument},
 		"bidi override":   {author, ok(&podsv1.SendMessageRequest{Body: "pay \u202etxt.exe"}), connect.CodeInvalidArgument},
 		"long body":       {author, ok(&podsv1.SendMessageRequest{Body: strings.Repeat("é", 4001)}), connect.CodeInvalidArgument},

@@ -72,11 +72,13 @@ func (d *deviceTokens) mint(ctx context.Context, userID string) (string, error) 
 	return base64.RawURLEncoding.EncodeToString(append(b, sign(key, b)...)), nil
 }
 
-// user returns the user id of a well-formed, correctly signed device token
-// within its lifetime, and false for any other string.
+// user returns the user id of a correctly signed device token within its
+// lifetime, written exactly as minted (the decoder would skip line breaks
+// in it, and each way of writing one token would get a limit of its own),
+// and false for any other string.
 func (d *deviceTokens) user(ctx context.Context, token string) (string, bool, error) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != deviceTokenLen {
+	if err != nil || len(b) != deviceTokenLen || base64.RawURLEncoding.EncodeToString(b) != token {
 		return "", false, nil
 	}
 	key, err := d.signingKey(ctx)

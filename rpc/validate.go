@@ -38,12 +38,12 @@ func checkText(field, s string, max int) error {
 }
 
 // checkLine validates a name: see checkText, and on one line (no tab or
-// line break).
+// line break, the Unicode line and paragraph separators included).
 func checkLine(field, s string, max int) error {
 	if err := checkText(field, s, max); err != nil {
 		return err
 	}
-	if strings.ContainsAny(s, "\t\n\r") {
+	if strings.ContainsAny(s, "\t\n\r\u2028\u2029") {
 		return invalid(field, "must be one line")
 	}
 	return nil
@@ -71,15 +71,16 @@ func checkOptionalText(field, s string, max int) error {
 }
 
 // visible says whether r shows as something: not a space, a control or
-// format character (zero-width space, joiners, BOM…), or one of the
-// letters that render as nothing (the Hangul fillers, the blank Braille
-// pattern).
+// format character (zero-width space, joiners, BOM…), a mark that only
+// changes the character before it (a variation selector, a combining
+// accent), or one of the letters that render as nothing (the Hangul
+// fillers, the blank Braille pattern).
 func visible(r rune) bool {
 	switch r {
 	case 0x115f, 0x1160, 0x3164, 0xffa0, 0x2800:
 		return false
 	}
-	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
+	return !unicode.IsSpace(r) && !unicode.IsControl(r) && !unicode.In(r, unicode.Cf, unicode.Mn)
 }
 
 // checkID validates a UUID field and returns it in canonical form.
