@@ -50,8 +50,14 @@ class App {
     this.conn.start();
     addEventListener("hashchange", this.onHash);
     document.addEventListener("visibilitychange", this.onVisible);
-    // The badge counts the seconds while disconnected.
-    this.ticker = window.setInterval(() => this.topbar.update(), 1000);
+    // The badge counts the seconds while disconnected; each minute the
+    // view follows the clock ("Today", who has checked in today, in each
+    // member's zone).
+    let seconds = 0;
+    this.ticker = window.setInterval(() => {
+      this.topbar.update();
+      if (++seconds % 60 === 0) this.schedule();
+    }, 1000);
     this.render();
   }
 

@@ -38,3 +38,11 @@ test("a day's heading keeps its key when its label changes at midnight", () => {
   assert.equal(tomorrow[0].kind === "day" && tomorrow[0].label, "Yesterday");
   assert.equal(rows[0].kind === "day" && rows[0].key, tomorrow[0].kind === "day" && tomorrow[0].key);
 });
+
+test("a day met again gets a heading with a key of its own", () => {
+  // Messages are in seq order; their times may disagree around midnight.
+  const rows = chatRows([message("a", at(1, 23)), message("b", at(0, 0)), message("c", at(1, 23)), message("d", at(0, 0))], [], now);
+  const keys = rows.filter((r) => r.kind === "day").map((r) => r.kind === "day" && r.key);
+  assert.equal(keys.length, 4);
+  assert.equal(new Set(keys).size, 4);
+});

@@ -53,9 +53,14 @@ export type ChatRow =
 export function chatRows(messages: readonly Message[], outgoing: readonly Outgoing[], now = new Date()): ChatRow[] {
   const rows: ChatRow[] = [];
   let last = "";
+  const seen = new Map<string, number>(); // a day met again (clocks disagree around midnight) gets a key of its own
   const day = (d: Date) => {
     const key = d.toDateString();
-    if (key !== last) rows.push({ kind: "day", key: `d:${key}`, label: dayLabel(d, now) });
+    if (key !== last) {
+      const n = (seen.get(key) ?? 0) + 1;
+      seen.set(key, n);
+      rows.push({ kind: "day", key: n === 1 ? `d:${key}` : `d:${key}#${n}`, label: dayLabel(d, now) });
+    }
     last = key;
   };
   for (const m of messages) {
