@@ -544,7 +544,7 @@ func TestWALCommitVisibleLateReachesANewStream(t *testing.T) {
 // events flow then.
 func TestASilentReplicationConnectionIsReplaced(t *testing.T) {
 	t.Parallel()
-	d := dbtest.New(t)
+	_, d := dbtest.NewCluster(t) // creating the new slot waits for every open transaction of the server
 	nodeID := fmt.Sprintf("silent-%d", time.Now().UnixNano())
 	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL, NodeID: nodeID, ProbeInterval: 200 * time.Millisecond})
 	e.waitReplicating("at start", true)
@@ -583,7 +583,8 @@ func TestASilentReplicationConnectionIsReplaced(t *testing.T) {
 // with a growing wait, not every 50 ms, and each try is counted.
 func TestARepeatingReplicationErrorBacksOff(t *testing.T) {
 	t.Parallel()
-	e := newEnvOn(t, dbtest.New(t), rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL})
+	_, d := dbtest.NewCluster(t) // each try creates a slot, which waits for every open transaction of the server
+	e := newEnvOn(t, d, rpc.Config{}, stream.Config{ChangeSource: stream.SourceWAL})
 	alice := e.signUp()
 	pod := e.createPod(alice, 4)
 	e.exec(`DROP PUBLICATION ` + db.EventsPublication)
