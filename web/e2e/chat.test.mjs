@@ -334,6 +334,33 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await alice.getByRole("button", { name: "🤖 Coach off" }).click();
   await bob.locator(".member", { hasText: "(off)" }).waitFor({ state: "detached", timeout: deliveryMs });
 
+  // Offline on his phone while the stream lives on, Bob's check-in fails
+  // and can be tried again, and his message goes by itself once he is back.
+  callsFailing = true;
+  await phone.setOffline(true);
+  await bob.getByRole("button", { name: "Check in" }).click();
+  await bob.locator(".chat-error", { hasText: /\S/ }).waitFor({ timeout: 5_000 });
+  await bob.getByLabel("Message", { exact: true }).fill("Sent from the tunnel");
+  await send(bob);
+  await bob.locator('.msg[data-status="failed"]', { hasText: "Sent from the tunnel" }).waitFor({ timeout: 5_000 });
+  await phone.setOffline(false);
+  callsFailing = false;
+  await message(alice, "Sent from the tunnel").waitFor({ timeout: 5_000 });
+  await bob.getByRole("button", { name: "Check in" }).click();
+  await bob.getByRole("button", { name: "✓ Checked in today" }).waitFor({ timeout: 5_000 });
+
+  // Bob goes back to the list while Alice writes on: his tab's title counts
+  // the new messages, and the pod opens at a line above the first of them.
+  await bob.getByRole("button", { name: "Back to pods" }).click();
+  for (const text of ["While you were away 1", "While you were away 2"]) {
+    await alice.getByLabel("Message", { exact: true }).fill(text);
+    await alice.getByLabel("Message", { exact: true }).press("Enter");
+  }
+  await bob.waitForFunction(() => document.title === "(2) Pods", null, { timeout: deliveryMs });
+  await bob.locator(".pod-item", { hasText: "Early birds" }).click();
+  await bob.locator(".unread-line").waitFor({ timeout: 5_000 });
+  assert.equal(await bob.locator(".unread-line + .msg .body").textContent(), "While you were away 1");
+
   await mkdir(screenshots, { recursive: true });
   await alice.screenshot({ path: new URL(`chat-${run}-desktop.png`, screenshots).pathname });
   await bob.screenshot({ path: new URL(`chat-${run}-phone.png`, screenshots).pathname });

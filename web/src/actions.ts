@@ -174,12 +174,31 @@ export class Actions {
     void this.deliver(key);
   }
 
-  private async deliver(key: string): Promise<void> {
+  /** The last send of each pod: the next one waits for it. */
+  private readonly sending = new Map<string, Promise<void>>();
+
+  /**
+   * deliver sends a message of the outbox after the pod's sends before it
+   * have their answers, so that the pod gets our messages in the order we
+   * wrote them (sent at once, a slow first request let later ones pass).
+   */
+  private deliver(key: string): Promise<void> {
     const o = this.store.outbox.get(key);
-    if (!o) return;
+    if (!o) return Promise.resolve();
     o.status = "pending";
     o.error = undefined;
     this.store.changed();
+    const next = (this.sending.get(o.podId) ?? Promise.resolve()).then(() => this.post(key));
+    this.sending.set(o.podId, next);
+    void next.then(() => {
+      if (this.sending.get(o.podId) === next) this.sending.delete(o.podId);
+    });
+    return next;
+  }
+
+  private async post(key: string): Promise<void> {
+    const o = this.store.outbox.get(key);
+    if (!o) return; // discarded, or the stream brought it, meanwhile
     try {
       const res = await this.api.chat.sendMessage(
         { podId: o.podId, idempotencyKey: key, body: o.body, humor: o.humor },

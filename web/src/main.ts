@@ -28,6 +28,8 @@ class App {
   private chat: ChatView | null = null;
   private frame = 0;
   private ticker: number | undefined;
+  /** The open pod was opened from the pod list (a history entry of its own). */
+  private fromList = false;
   private lastStatus: Status = "connecting";
 
   constructor(me: Session) {
@@ -39,8 +41,17 @@ class App {
       this.schedule();
     });
     this.topbar = new TopBar(this.conn, me, () => signOut(true));
-    this.topbar.back.addEventListener("click", () => this.open(null));
-    this.sidebar = new Sidebar(this.store, this.actions, (id) => this.open(id));
+    // Back to the list goes back in history when the list opened the pod,
+    // so that the phone's own Back does not open the chat again.
+    this.topbar.back.addEventListener("click", () => {
+      if (this.fromList) history.back();
+      else this.open(null);
+      this.fromList = false;
+    });
+    this.sidebar = new Sidebar(this.store, this.actions, (id) => {
+      this.fromList = this.store.openPodId === null;
+      this.open(id);
+    });
     this.layout = h("div", { class: "layout" }, this.sidebar.el, this.main);
     replace(root, this.topbar.el, this.layout);
   }
@@ -49,14 +60,19 @@ class App {
     this.store.openPodId = podFromHash();
     this.conn.start();
     addEventListener("hashchange", this.onHash);
+    addEventListener("online", this.onOnline);
     document.addEventListener("visibilitychange", this.onVisible);
-    // The badge counts the seconds while disconnected; each minute the
+    // The badge counts the seconds while disconnected. Each minute the
     // view follows the clock ("Today", who has checked in today, in each
     // member's zone).
+    // Every 15 s connected, messages that failed but may go through
+    // (a send that failed while the stream lived on, "slow down") go again.
     let seconds = 0;
     this.ticker = window.setInterval(() => {
       this.topbar.update();
-      if (++seconds % 60 === 0) this.schedule();
+      seconds++;
+      if (seconds % 15 === 0 && this.conn.status === "connected") void this.actions.resendFailed();
+      if (seconds % 60 === 0) this.schedule();
     }, 1000);
     this.render();
   }
@@ -65,6 +81,7 @@ class App {
     this.conn.stop();
     this.chat?.dispose();
     removeEventListener("hashchange", this.onHash);
+    removeEventListener("online", this.onOnline);
     document.removeEventListener("visibilitychange", this.onVisible);
     clearInterval(this.ticker);
     cancelAnimationFrame(this.frame);
@@ -72,6 +89,7 @@ class App {
 
   /** open shows a pod (or, with null, the pod list on a phone). */
   private open(podId: string | null): void {
+    this.store.notice = "";
     location.hash = podId ? `pod/${podId}` : "";
     this.store.openPodId = podId;
     this.render();
@@ -84,6 +102,11 @@ class App {
   };
 
   private readonly onVisible = () => this.schedule();
+
+  /** Back online, with the stream still up: what failed meanwhile goes again. */
+  private readonly onOnline = () => {
+    if (this.conn.status === "connected") void this.actions.resendFailed();
+  };
 
   /** schedule renders once before the next frame, however many changes come. */
   private schedule(): void {
@@ -98,6 +121,17 @@ class App {
 
     this.topbar.update();
     this.sidebar.update();
+    // Unread messages show in the tab's title, and on a phone's way back
+    // to the list those of the other pods.
+    const open = this.store.openPodId;
+    let unread = 0;
+    let elsewhere = 0;
+    for (const q of this.store.pods.values()) {
+      unread += q.unread;
+      if (q.pod.id !== open) elsewhere += q.unread;
+    }
+    document.title = unread ? `(${unread}) Pods` : "Pods";
+    this.topbar.back.textContent = elsewhere ? `← Pods (${elsewhere})` : "← Pods";
 
     const id = this.store.openPodId;
     const p = id ? this.store.pods.get(id) : undefined;
@@ -114,7 +148,7 @@ class App {
     if (!p) {
       this.chat?.dispose();
       this.chat = null;
-      replace(this.main, h("p", { class: "placeholder", text: id ? "Loading…" : "Pick a pod, or create one to get going." }));
+      replace(this.main, h("p", { class: "placeholder", text: id ? "Loading…" : `${this.store.notice} Pick a pod, or create one to get going.`.trim() }));
     } else {
       if (this.chat?.podId !== p.pod.id) {
         this.chat?.dispose();
@@ -123,6 +157,7 @@ class App {
         void this.actions.loadProgress(p);
       } else if (reconnected) {
         void this.actions.loadProgress(p);
+        this.chat.connectionBack();
       }
       if (p.history === "none" || (reconnected && p.history === "error")) void this.actions.loadHistory(p, false);
       this.chat.update();

@@ -173,9 +173,13 @@ export class Store implements StreamSink {
     return p;
   }
 
-  removePod(id: string): void {
+  /** What happened to the open pod, when it went away on its own. */
+  notice = "";
+
+  removePod(id: string, why = ""): void {
     const p = this.pods.get(id);
     if (!p) return;
+    if (this.openPodId === id && why) this.notice = why.replace("%s", p.pod.name);
     for (const t of p.typing.values()) clearTimeout(t);
     this.pods.delete(id);
     const gone = [...this.outbox.values()].filter((o) => o.podId === id).map((o) => o.key);
@@ -304,7 +308,7 @@ export class Store implements StreamSink {
         this.stopTyping(p, k.value.userId);
         return;
       case "podDeleted":
-        this.removePod(p.pod.id);
+        this.removePod(p.pod.id, "“%s” was deleted by its owner.");
         return;
       case "checkInRecorded": {
         const c = k.value.checkIn;
@@ -351,7 +355,7 @@ export class Store implements StreamSink {
         if (k.value.seq > p.readSeq) p.readSeq = k.value.seq;
         break;
       case "podDeleted":
-        this.removePod(p.pod.id);
+        this.removePod(p.pod.id, "“%s” was deleted by its owner.");
         return;
       default:
         return;

@@ -275,6 +275,28 @@ test("messages written offline go again in the order they were written, one at a
   assert.equal(store.outbox.size, 0);
 });
 
+test("messages sent quickly one after another are stored in the order they were written", async () => {
+  const arrived: string[] = [];
+  let inFlight = 0;
+  const api = {
+    chat: {
+      sendMessage: async (req: { idempotencyKey: string; body: string }) => {
+        inFlight++;
+        assert.equal(inFlight, 1, "a send overtook the one before it");
+        // The first request is the slow one (a slow phone network).
+        await new Promise((resolve) => setTimeout(resolve, req.body === "Wait" ? 30 : 1));
+        inFlight--;
+        arrived.push(req.body);
+        return { message: create(MessageSchema, { id: `m-${req.body}`, podId, seq: 11n, authorId: "u-me", idempotencyKey: req.idempotencyKey, body: req.body }) };
+      },
+    },
+  } as unknown as Api;
+  const actions = new Actions(api, store);
+  for (const body of ["Wait", "I meant", "7am not 6am"]) actions.send(podId, body, false);
+  for (let i = 0; i < 100 && arrived.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.deepEqual(arrived, ["Wait", "I meant", "7am not 6am"]);
+});
+
 test("what is kept of unsent messages survives junk in the storage", () => {
   storage.set(`pods.outbox.${me.userId}`, JSON.stringify([null, 7, { key: "k" }, { key: "good", podId, body: "hi", humor: false, createdAt: 1 }]));
   const s = newStore();

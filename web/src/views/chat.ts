@@ -6,7 +6,7 @@ import { localDate, type Actions } from "../actions";
 import { h, patchList, replace, submitsOnEnter } from "../dom";
 import type { Message, User } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
-import { chatRows, dayRow, messageRow, messageSig, outgoingRow, outgoingSig, type RowHandlers, type RowUi } from "./message";
+import { chatRows, dayRow, messageRow, messageSig, outgoingRow, outgoingSig, unreadRow, type ChatRow, type RowHandlers, type RowUi } from "./message";
 
 /** Repeat SetTyping(true) this often while the user keeps typing. */
 const typingRepeatMs = 3_000;
@@ -19,6 +19,20 @@ const reminderRestMs = 800;
 /** A second click confirms only after this long (not a double click), and within confirmForMs. */
 const confirmAfterMs = 400;
 const confirmForMs = 5_000;
+
+/** rowKey keys a row for patchList; a message of ours keeps the key of its optimistic copy. */
+function rowKey(r: ChatRow, me: string): string {
+  switch (r.kind) {
+    case "day":
+      return r.key;
+    case "unread":
+      return "unread";
+    case "message":
+      return r.m.authorId === me ? `k:${r.m.idempotencyKey}` : `m:${r.m.id}`;
+    case "outgoing":
+      return `k:${r.o.key}`;
+  }
+}
 
 /** checkedInToday says whether u's latest done check-in is of their local today. */
 function checkedInToday(p: PodState, u: User): boolean {
@@ -90,7 +104,7 @@ export class ChatView implements RowHandlers {
   private readonly input = h("textarea", { class: "composer-input", rows: 1, placeholder: "Write a message…", "aria-label": "Message" });
   private readonly humor = h("button", { type: "button", class: "humor", "aria-pressed": "false", title: "Mark as a joke: the coach won't react", text: "😄 Joke" });
   private readonly reminderTime = h("input", { type: "time", class: "reminder-time", "aria-label": "Reminder time", title: "When the coach reminds you to check in, in your time zone" });
-  private readonly reminder = h("label", { class: "reminder", hidden: true }, "⏰ ", this.reminderTime);
+  private readonly reminder = h("label", { class: "reminder", hidden: true }, "⏰ Reminder ", this.reminderTime);
   /** The timer of an edit waiting to be saved; whether a save is under way. */
   private reminderSave: number | undefined;
   private reminderSaving = false;
@@ -99,6 +113,10 @@ export class ChatView implements RowHandlers {
   private readonly leaveStep = new TwoStep(() => this.update());
   private readonly removeStep = new TwoStep(() => this.update());
   private stickToBottom = true;
+  /** Messages of others after this seq were unread when the pod opened (null: none were). */
+  private readonly unreadAfter: bigint | null;
+  /** The unread line has been scrolled to. */
+  private unreadShown = false;
   private typing = false;
   private typingSentAt = 0;
   private typingIdle: number | undefined;
@@ -109,6 +127,8 @@ export class ChatView implements RowHandlers {
     readonly podId: string,
   ) {
     store.openAtNewest = () => this.atBottom();
+    const opened = store.pods.get(podId);
+    this.unreadAfter = opened && opened.unread > 0 ? opened.readSeq : null;
     const send = h("button", { type: "submit", class: "primary send", text: "Send" });
     const composer = h("form", { class: "composer" }, this.input, this.humor, send);
     composer.addEventListener("submit", (e) => {
@@ -168,6 +188,7 @@ export class ChatView implements RowHandlers {
       try {
         await navigator.clipboard.writeText(this.invite.textContent ?? "");
         copy.textContent = "Copied";
+        setTimeout(() => (copy.textContent = "Copy"), 2000);
       } catch {
         getSelection()?.selectAllChildren(this.invite);
       }
@@ -198,6 +219,7 @@ export class ChatView implements RowHandlers {
 
   /** focus puts the cursor in the composer. */
   focus(): void {
+    if (matchMedia("(pointer: coarse)").matches) return; // it would pop a phone's keyboard up
     this.input.focus();
   }
 
@@ -274,7 +296,9 @@ export class ChatView implements RowHandlers {
     const button = h("button", { type: "button", class: done ? "checkin done" : "checkin primary", disabled: done, text: label });
     button.addEventListener("click", async () => {
       button.disabled = true;
-      this.showError(await this.actions.checkIn(p));
+      const problem = await this.actions.checkIn(p);
+      this.showError(problem);
+      if (problem) button.disabled = false; // to try again
     });
     replace(
       this.progress,
@@ -306,17 +330,25 @@ export class ChatView implements RowHandlers {
 
     const messages = this.store.sortedMessages(p);
     const me = this.store.me.userId;
+    const after = this.unreadAfter;
+    const firstUnread = after === null ? null : (messages.find((m) => m.seq > after && m.authorId !== me)?.id ?? null);
     patchList(
       this.list,
-      chatRows(messages, this.store.outgoing(p.pod.id)),
+      chatRows(messages, this.store.outgoing(p.pod.id), firstUnread),
       // An acknowledged message of ours keeps the key of its optimistic
       // copy, so the row is replaced in place rather than moved.
-      (r) => (r.kind === "day" ? r.key : r.kind === "message" ? (r.m.authorId === me ? `k:${r.m.idempotencyKey}` : `m:${r.m.id}`) : `k:${r.o.key}`),
-      (r) => (r.kind === "day" ? r.label : r.kind === "message" ? "m" + messageSig(this.store, p, r.m, this.ui) : "o" + outgoingSig(r.o)),
-      (r) => (r.kind === "day" ? dayRow(r.label) : r.kind === "message" ? messageRow(this.store, p, r.m, this.ui, this) : outgoingRow(this.store, r.o, this)),
+      (r) => rowKey(r, me),
+      (r) => (r.kind === "day" ? r.label : r.kind === "unread" ? "" : r.kind === "message" ? "m" + messageSig(this.store, p, r.m, this.ui) : "o" + outgoingSig(r.o)),
+      (r) => (r.kind === "day" ? dayRow(r.label) : r.kind === "unread" ? unreadRow() : r.kind === "message" ? messageRow(this.store, p, r.m, this.ui, this) : outgoingRow(this.store, r.o, this)),
     );
 
-    if (firstBefore && this.list.querySelector(":scope > .msg") !== firstBefore && !atBottom) {
+    const line = this.list.querySelector(":scope > .unread-line");
+    if (line && !this.unreadShown) {
+      // Opened with unread messages: start where they start.
+      this.unreadShown = true;
+      this.stickToBottom = false;
+      s.scrollTop = (line as HTMLElement).offsetTop - s.offsetTop - 8;
+    } else if (firstBefore && this.list.querySelector(":scope > .msg") !== firstBefore && !atBottom) {
       // Older messages came in above: keep what the user was reading in place.
       s.scrollTop = topBefore + (s.scrollHeight - heightBefore);
     } else if (atBottom || this.stickToBottom) {
@@ -402,6 +434,11 @@ export class ChatView implements RowHandlers {
     this.actions.setTyping(this.podId, false);
   }
 
+  /** connectionBack clears an error of the time the server was out of reach. */
+  connectionBack(): void {
+    this.showError(null);
+  }
+
   private showError(text: string | null): void {
     this.error.textContent = text ?? "";
   }
@@ -440,7 +477,7 @@ export class ChatView implements RowHandlers {
     this.showError(error);
     if (!error) {
       this.ui = closedRows();
-      this.input.focus();
+      this.focus();
     }
     this.store.changed();
   }

@@ -40,17 +40,19 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute:
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
 const yearDayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full" });
 
-/** A row of the chat: a day's heading, a message, or one of ours being sent. */
+/** A row of the chat: a day's heading, where unread messages start, a message, or one of ours being sent. */
 export type ChatRow =
   | { kind: "day"; key: string; label: string }
+  | { kind: "unread" }
   | { kind: "message"; m: Message }
   | { kind: "outgoing"; o: Outgoing };
 
 /**
  * chatRows puts a day's heading above the first message of each local
- * day, and ours being sent last, under today's.
+ * day, a line above the message firstUnread (an id) if there is one, and
+ * ours being sent last, under today's.
  */
-export function chatRows(messages: readonly Message[], outgoing: readonly Outgoing[], now = new Date()): ChatRow[] {
+export function chatRows(messages: readonly Message[], outgoing: readonly Outgoing[], firstUnread: string | null = null, now = new Date()): ChatRow[] {
   const rows: ChatRow[] = [];
   let last = "";
   const seen = new Map<string, number>(); // a day met again (clocks disagree around midnight) gets a key of its own
@@ -65,6 +67,7 @@ export function chatRows(messages: readonly Message[], outgoing: readonly Outgoi
   };
   for (const m of messages) {
     if (m.createdAt) day(timestampDate(m.createdAt));
+    if (m.id === firstUnread) rows.push({ kind: "unread" });
     rows.push({ kind: "message", m });
   }
   if (outgoing.length > 0) day(now);
@@ -81,6 +84,11 @@ function dayLabel(d: Date, now: Date): string {
   yesterday.setDate(today.getDate() - 1);
   if (d >= yesterday) return "Yesterday";
   return (d.getFullYear() === now.getFullYear() ? dayFormat : yearDayFormat).format(d);
+}
+
+/** unreadRow marks where the messages unread when the pod was opened start. */
+export function unreadRow(): HTMLElement {
+  return h("li", { class: "unread-line" }, h("span", { text: "New messages" }));
 }
 
 /** dayRow is the heading above a day's first message. */

@@ -87,7 +87,8 @@ function createForm(actions: Actions, open: (podId: string) => void): HTMLElemen
 }
 
 function joinForm(actions: Actions, open: (podId: string) => void): HTMLElement {
-  const code = h("input", { name: "inviteCode", required: true, maxlength: 8, minlength: 8, autocapitalize: "characters", spellcheck: "false", placeholder: "ABCD2345", "aria-label": "Invite code" });
+  // No maxlength: a pasted code with spaces around or inside would be cut.
+  const code = h("input", { name: "inviteCode", required: true, autocapitalize: "characters", spellcheck: "false", placeholder: "ABCD2345", "aria-label": "Invite code" });
   const error = h("p", { class: "form-error", role: "alert" });
   const submit = h("button", { type: "submit", text: "Join" });
   const form = h("form", { class: "join-form" }, h("div", { class: "field" }, "Join with an invite code", h("span", { class: "row" }, code, submit)), error);
@@ -95,7 +96,7 @@ function joinForm(actions: Actions, open: (podId: string) => void): HTMLElement 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     submit.disabled = true;
-    const res = await actions.joinPod(code.value.trim().toUpperCase());
+    const res = await actions.joinPod(code.value.replace(/\s+/g, "").toUpperCase());
     submit.disabled = false;
     if (typeof res === "string") {
       error.textContent = res;
