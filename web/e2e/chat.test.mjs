@@ -255,6 +255,24 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   // History intact on both sides, nothing twice, reactions kept.
   await assertOnce(alice, said, "alice");
   await assertOnce(bob, said, "bob");
+  // The keyboard stays on a message's controls when its row is redrawn.
+  const mine = message(alice, said[0]);
+  const focused = () => alice.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.textContent);
+  await mine.getByRole("button", { name: "Add reaction" }).focus();
+  await alice.keyboard.press("Enter");
+  await mine.getByRole("group", { name: "React with" }).waitFor({ timeout: 2_000 });
+  assert.equal(await focused(), "Add reaction");
+  await alice.keyboard.press("Enter"); // the picker closes
+  await mine.getByRole("group", { name: "React with" }).waitFor({ state: "detached", timeout: 2_000 });
+  await mine.getByRole("button", { name: "Delete", exact: true }).focus();
+  await alice.keyboard.press("Enter");
+  await mine.getByRole("button", { name: "Delete for good" }).waitFor({ timeout: 2_000 });
+  assert.equal(await focused(), "Delete for good");
+  await alice.keyboard.press("Tab");
+  await alice.keyboard.press("Enter"); // Keep
+  await mine.getByRole("button", { name: "Delete", exact: true }).waitFor({ timeout: 2_000 });
+  assert.equal(await focused(), "Delete");
+
   // Today's messages sit under one heading.
   assert.deepEqual(await bob.locator(".message-list .day").allTextContents(), ["Today"]);
   await message(alice, said[0]).locator(".chip", { hasText: "👍 1" }).waitFor({ timeout: 1_000 });

@@ -73,7 +73,11 @@ export function patchList<T>(
     let row = old.get(k);
     if (!row || row.sig !== s) {
       const el = render(item);
-      if (row) row.el.replaceWith(el);
+      if (row) {
+        const focused = row.el.contains(document.activeElement) ? document.activeElement : null;
+        row.el.replaceWith(el);
+        if (focused) refocus(el, focused);
+      }
       row = { sig: s, el };
     }
     next.set(k, row);
@@ -94,6 +98,25 @@ export function patchList<T>(
     cursor = cursor.nextElementSibling;
     stale.remove();
   }
+}
+
+/**
+ * refocus keeps the keyboard in a row that was rebuilt around its focus:
+ * on the new row's control with the same classes and name as the one that
+ * had it, else the first one of its first class (Delete becoming "Delete
+ * for good" of class "delete danger"), else the row's first control, so
+ * that the focus does not fall back to the page.
+ */
+function refocus(row: HTMLElement, was: Element): void {
+  const name = (e: Element) => e.getAttribute("aria-label") ?? e.textContent;
+  const controls = [...row.querySelectorAll<HTMLElement>("button, input, textarea, [tabindex]")];
+  if (controls.some((c) => c === document.activeElement)) return; // the row focused one itself
+  const kind = was.classList[0];
+  const same =
+    controls.find((c) => c.className === was.className && name(c) === name(was)) ??
+    (kind ? controls.find((c) => c.classList.contains(kind)) : undefined) ??
+    controls[0];
+  same?.focus();
 }
 
 /**

@@ -205,8 +205,8 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     mine &&
       (ui.confirmDeleteId === m.id
         ? [
-            h("button", { type: "button", class: "danger", text: "Delete for good", onclick: () => on.confirmDelete(m) }),
-            h("button", { type: "button", text: "Keep", onclick: () => on.cancel() }),
+            h("button", { type: "button", class: "delete danger", text: "Delete for good", onclick: () => on.confirmDelete(m) }),
+            h("button", { type: "button", class: "delete keep", text: "Keep", onclick: () => on.cancel() }),
           ]
         : h("button", { type: "button", class: "delete", text: "Delete", onclick: () => on.armDelete(m) })),
   );
