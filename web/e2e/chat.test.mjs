@@ -142,6 +142,8 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   // Presence: each sees the other online.
   await alice.locator('.member[data-online="true"]', { hasText: "Bob" }).waitFor({ timeout: 3_000 });
   await bob.locator('.member[data-online="true"]', { hasText: "Alice" }).waitFor({ timeout: 3_000 });
+  // A screen reader hears it too.
+  await alice.locator(".member", { hasText: "Bob" }).getByRole("img", { name: "online" }).waitFor({ timeout: 1_000 });
 
   // Typing shows on the other side, and goes when the message arrives.
   await alice.getByLabel("Message", { exact: true }).fill("Good mor");
@@ -333,6 +335,9 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
     assert.equal(await bob.locator(".member", { hasText: "Bob" }).getByLabel("checked in today").count(), 0);
 
     // Bob's reminder: 20:00 by default, 07:15 from now on, after a reload too.
+    // On the phone the pod's tools wait behind "More".
+    assert.equal(await bob.getByLabel("Reminder time").isVisible(), false);
+    await bob.getByRole("button", { name: "⋯ More" }).click();
     const reminder = bob.getByLabel("Reminder time");
     assert.equal(await reminder.inputValue(), "20:00");
     const saved = bob.waitForResponse((r) => r.url().endsWith("/SetReminder") && r.ok(), { timeout: 2_000 });

@@ -194,16 +194,26 @@ export class ChatView implements RowHandlers {
       }
     });
 
+    // On a phone the pod's tools wait behind "More", so that the messages
+    // keep the screen; the check-in stays in sight.
+    const more = h("button", { type: "button", class: "more", "aria-expanded": "false", text: "⋯ More" });
+    const head = h(
+      "header",
+      { class: "chat-head" },
+      h("div", { class: "pod-info" }, this.title, this.habit),
+      this.members,
+      h("div", { class: "head-tools" }, this.progress, more, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.reminder, this.coach, this.leave, this.remove),
+    );
+    more.addEventListener("click", () => {
+      const open = head.classList.toggle("expanded");
+      more.setAttribute("aria-expanded", String(open));
+      more.textContent = open ? "⋯ Less" : "⋯ More";
+    });
+
     this.el = h(
       "section",
       { class: "chat", "aria-labelledby": `title-${podId}` },
-      h(
-        "header",
-        { class: "chat-head" },
-        h("div", { class: "pod-info" }, this.title, this.habit),
-        this.members,
-        h("div", { class: "head-tools" }, h("span", { class: "invite" }, "Invite code ", this.invite, copy), this.progress, this.reminder, this.coach, this.leave, this.remove),
-      ),
+      head,
       h("div", { class: "scroll-wrap" }, this.scroller, this.newBelow),
       this.typingLine,
       this.error,
@@ -269,10 +279,10 @@ export class ChatView implements RowHandlers {
         return h(
           "li",
           { class: "member", "data-user-id": u.id, "data-online": u.coach ? undefined : String(online) },
-          u.coach ? h("span", { "aria-hidden": "true", text: "🤖" }) : h("span", { class: online ? "dot online" : "dot", "aria-label": online ? "online" : "offline" }),
+          u.coach ? h("span", { "aria-hidden": "true", text: "🤖" }) : h("span", { class: online ? "dot online" : "dot", role: "img", "aria-label": online ? "online" : "offline" }),
           h("span", { class: "member-name", text: u.id === this.store.me.userId ? `${u.displayName} (you)` : u.coach && !p.pod.coachEnabled ? `${u.displayName} (off)` : u.displayName }),
-          streak ? h("span", { class: "streak", title: `${streak}-day streak`, text: `🔥${streak}` }) : null,
-          checkedInToday(p, u) && h("span", { class: "checked", title: "Checked in today", "aria-label": "checked in today", text: "✓" }),
+          streak ? h("span", { class: "streak", role: "img", title: `${streak}-day streak`, "aria-label": `${streak}-day streak`, text: `🔥${streak}` }) : null,
+          checkedInToday(p, u) && h("span", { class: "checked", role: "img", title: "Checked in today", "aria-label": "checked in today", text: "✓" }),
         );
       },
     );
