@@ -76,6 +76,10 @@ type Writers struct {
 
 	mu    sync.Mutex
 	conns map[uint32]*writerConn // by backend PID
+
+	// filling lets one fill run at a time: two, each holding some of the
+	// connections and waiting for the rest, would wait for each other.
+	filling sync.Mutex
 }
 
 type writerConn struct {
@@ -209,6 +213,8 @@ func (w *Writers) Forget() {
 // across a later Forget is closed once released; the next round opens
 // its replacement.
 func (w *Writers) fill() {
+	w.filling.Lock()
+	defer w.filling.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n := w.pool.Config().MaxConns
@@ -216,15 +222,22 @@ func (w *Writers) fill() {
 		if w.pool.Stat().IdleConns() >= n || ctx.Err() != nil {
 			return
 		}
+		// All held at once: a connection released before another call
+		// acquires would be handed out again instead of a new one opened.
 		var wg sync.WaitGroup
+		held := make(chan *pgxpool.Conn, n)
 		for range n {
 			wg.Go(func() {
 				if c, err := w.pool.Acquire(ctx); err == nil {
-					c.Release()
+					held <- c
 				}
 			})
 		}
 		wg.Wait()
+		close(held)
+		for c := range held {
+			c.Release()
+		}
 	}
 }
 
