@@ -49,6 +49,7 @@ func (d *deviceTokens) signingKey(ctx context.Context) ([]byte, error) {
 	return d.key, nil
 }
 
+// sign returns the MAC of a token's signed part, cut to the token's length.
 func sign(key, signed []byte) []byte {
 	mac := hmac.New(sha256.New, key)
 	mac.Write(signed)

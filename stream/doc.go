@@ -77,10 +77,11 @@
 // pod dirty and has every stream recheck its memberships; it pings its
 // connection when it has heard nothing for a while, to find a connection
 // that died silently. While it (or, with the wal source, the replication
-// connection) is down, every tracked pod is read each second. A failed fetch is retried with backoff. A stream whose
-// own reads fail ends with unavailable, and the client resumes from its
-// cursors. Nothing a node holds in memory is needed to resume: the log in
-// Postgres is the only truth.
+// connection) is down, every tracked pod is read each second. A failed
+// fetch is retried with backoff. A stream whose own reads fail ends with
+// unavailable, and the client resumes from its cursors. Nothing a node
+// holds in memory is needed to resume: the log in Postgres is the only
+// truth.
 //
 // # Shutdown
 //

@@ -196,6 +196,7 @@ export class Actions {
     return next;
   }
 
+  /** post sends a message of the outbox with its key and files the answer. */
   private async post(key: string): Promise<void> {
     const o = this.store.outbox.get(key);
     if (!o) return; // discarded, or the stream brought it, meanwhile

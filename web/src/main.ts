@@ -62,11 +62,11 @@ class App {
     addEventListener("hashchange", this.onHash);
     addEventListener("online", this.onOnline);
     document.addEventListener("visibilitychange", this.onVisible);
-    // The badge counts the seconds while disconnected. Each minute the
-    // view follows the clock ("Today", who has checked in today, in each
-    // member's zone).
-    // Every 15 s connected, messages that failed but may go through
-    // (a send that failed while the stream lived on, "slow down") go again.
+    // Each second the badge counts the seconds while disconnected; every
+    // 15 s connected, messages that failed but may go through (a send that
+    // failed while the stream lived on, "slow down") go again; each minute
+    // the view follows the clock ("Today", who has checked in today, in
+    // each member's zone).
     let seconds = 0;
     this.ticker = window.setInterval(() => {
       this.topbar.update();

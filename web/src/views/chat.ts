@@ -20,7 +20,11 @@ const reminderRestMs = 800;
 const confirmAfterMs = 400;
 const confirmForMs = 5_000;
 
-/** rowKey keys a row for patchList; a message of ours keeps the key of its optimistic copy. */
+/**
+ * rowKey keys a row for patchList. An acknowledged message of ours keeps
+ * the key of its optimistic copy, so the row is replaced in place rather
+ * than moved.
+ */
 function rowKey(r: ChatRow, me: string): string {
   switch (r.kind) {
     case "day":
@@ -345,8 +349,6 @@ export class ChatView implements RowHandlers {
     patchList(
       this.list,
       chatRows(messages, this.store.outgoing(p.pod.id), firstUnread),
-      // An acknowledged message of ours keeps the key of its optimistic
-      // copy, so the row is replaced in place rather than moved.
       (r) => rowKey(r, me),
       (r) => (r.kind === "day" ? r.label : r.kind === "unread" ? "" : r.kind === "message" ? "m" + messageSig(this.store, p, r.m, this.ui) : "o" + outgoingSig(r.o)),
       (r) => (r.kind === "day" ? dayRow(r.label) : r.kind === "unread" ? unreadRow() : r.kind === "message" ? messageRow(this.store, p, r.m, this.ui, this) : outgoingRow(this.store, r.o, this)),
