@@ -176,13 +176,16 @@ func SaveScores(ctx context.Context, q Querier, msgs []UnscoredMessage, scores [
 }
 
 // RecentScores returns the scores of a pod's last n scored messages
-// written or edited since since, newest (highest seq) first. Messages
-// deleted since are gone.
+// written or edited since since, and after the coach was last switched on
+// or off (what was said while it was off is not its business), newest
+// (highest seq) first. Messages deleted since are gone.
 func RecentScores(ctx context.Context, q Querier, podID string, since time.Time, n int) ([]MessageScore, error) {
 	rows, err := q.Query(ctx, `
 		SELECT s.message_id, s.compound, s.hostility, s.hostile FROM message_scores s
 		JOIN messages m ON m.id = s.message_id
-		WHERE s.pod_id = $1 AND s.created_at > $2 ORDER BY m.seq DESC LIMIT $3`, podID, since, n)
+		WHERE s.pod_id = $1 AND s.created_at > $2
+		  AND m.seq > coalesce((SELECT max(seq) FROM events WHERE pod_id = $1 AND kind = 'coach_switched'), 0)
+		ORDER BY m.seq DESC LIMIT $3`, podID, since, n)
 	if err != nil {
 		return nil, translate(err, "reading scores")
 	}

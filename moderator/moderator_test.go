@@ -286,6 +286,38 @@ func TestConflictGetsOneCalmIntervention(t *testing.T) {
 	}
 }
 
+// What was said while the coach was off does not count toward a conflict
+// once it is back on (found by review: one new insult after switching it
+// on made a conflict of the old ones).
+func TestHostilityWhileTheCoachWasOffDoesNotCount(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, "UTC")
+	ctx := context.Background()
+	c := w.coach(moderator.Config{})
+	if err := db.PodSetCoach(ctx, w.d.Pool, w.pod.ID, w.members[0].ID, false); err != nil {
+		t.Fatal(err)
+	}
+	w.say(1, "you always lie about your check-ins, you fraud", false)
+	w.say(2, "whatever, you're pathetic", false)
+	w.step(c)
+	if err := db.PodSetCoach(ctx, w.d.Pool, w.pod.ID, w.members[0].ID, true); err != nil {
+		t.Fatal(err)
+	}
+	w.say(1, "shut up, nobody cares about your stupid excuses", false)
+	w.step(c)
+	w.step(c)
+	if got := w.interventions(db.JobConflict); len(got) != 0 {
+		t.Fatalf("interventions %v for one hostile message since the coach came back", got)
+	}
+	w.say(2, "you are an idiot and I hate this", false)
+	w.say(1, "you're a liar and a fraud", false)
+	w.step(c)
+	w.step(c)
+	if got := w.interventions(db.JobConflict); len(got) != 1 {
+		t.Fatalf("interventions %v, want one for three hostile messages since the coach came back", got)
+	}
+}
+
 func TestHumorNeverTriggersTheCoach(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, "UTC")
