@@ -153,6 +153,10 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   const took = [await say(alice, bob, said[0])];
   await bob.locator(".typing", { hasText: /^$/ }).waitFor({ timeout: deliveryMs });
   took.push(await say(bob, alice, said[1]));
+  // A screen reader hears a new message once, by whom, from a live region
+  // of its own (the list is none: a redrawn row would be read out again).
+  assert.equal(await alice.locator(".chat [aria-live].visually-hidden").textContent(), `Bob: ${said[1]}`);
+  assert.equal(await alice.locator(".message-list[aria-live], .message-list[role=log]").count(), 0);
   took.push(await say(alice, bob, said[2]));
 
   // On the phone Enter writes a line break (a phone's keyboard has no

@@ -98,7 +98,10 @@ export class ChatView implements RowHandlers {
   private readonly scroller = h("div", { class: "messages", tabindex: "0", "aria-label": "Messages" });
   private readonly older = h("button", { type: "button", class: "older", text: "Load older messages" });
   private readonly historyNote = h("p", { class: "history-note" });
-  private readonly list = h("ol", { class: "message-list", role: "log", "aria-live": "polite" });
+  // Not a live region: a row redrawn for a reaction would be read out as
+  // new; the announcer says each new message of others once instead.
+  private readonly list = h("ol", { class: "message-list" });
+  private readonly announcer = h("p", { class: "visually-hidden", "aria-live": "polite" });
   /** Shown when messages came in below while the user reads further up. */
   private readonly newBelow = h("button", { type: "button", class: "new-below", hidden: true, text: "↓ New messages" });
   /** The newest message's seq at the last update. */
@@ -221,6 +224,7 @@ export class ChatView implements RowHandlers {
       h("div", { class: "scroll-wrap" }, this.scroller, this.newBelow),
       this.typingLine,
       this.error,
+      this.announcer,
       composer,
     );
     this.title.id = `title-${podId}`;
@@ -368,7 +372,11 @@ export class ChatView implements RowHandlers {
       this.stickToBottom = false;
     }
     const newest = messages.at(-1)?.seq ?? 0n;
-    if (newest > this.newestSeq && this.newestSeq > 0n && !this.atBottom()) this.newBelow.hidden = false;
+    if (newest > this.newestSeq && this.newestSeq > 0n) {
+      if (!this.atBottom()) this.newBelow.hidden = false;
+      const said = messages.filter((m) => m.seq > this.newestSeq && m.authorId !== me);
+      if (said.length > 0) this.announcer.textContent = said.map((m) => `${this.store.displayName(p, m.authorId)}: ${m.body}`).join("\n");
+    }
     this.newestSeq = newest;
   }
 
