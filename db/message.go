@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +27,9 @@ type Message struct {
 	// MessagesList, MessageEdit and LoadReactions, and in messageEdited
 	// events.
 	Reactions []ReactionSummary `json:"reactions,omitempty"`
+	// CoachTrigger is why the coach wrote it (JobQuiet…): filled by
+	// MessagesList for the coach's messages.
+	CoachTrigger string `json:"-"`
 }
 
 // ReactionSummary is everyone who reacted to a message with one emoji.
@@ -156,7 +161,33 @@ func MessagesList(ctx context.Context, q Querier, podID string, beforeSeq int64,
 	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
 		msgs[i], msgs[j] = msgs[j], msgs[i]
 	}
+	if err := loadCoachTriggers(ctx, q, msgs); err != nil {
+		return nil, false, err
+	}
 	return msgs, hasMore, loadReactions(ctx, q, msgs)
+}
+
+// loadCoachTriggers fills in why the coach wrote its messages among msgs.
+func loadCoachTriggers(ctx context.Context, q Querier, msgs []Message) error {
+	at := make(map[string]int)
+	for i, m := range msgs {
+		if m.AuthorID == CoachUserID {
+			at[m.ID] = i
+		}
+	}
+	if len(at) == 0 {
+		return nil
+	}
+	rows, err := q.Query(ctx, `SELECT message_id, trigger FROM coach_interventions WHERE message_id = ANY($1)`, slices.Collect(maps.Keys(at)))
+	if err != nil {
+		return translate(err, "reading coach triggers")
+	}
+	var id, trigger string
+	_, err = pgx.ForEachRow(rows, []any{&id, &trigger}, func() error {
+		msgs[at[id]].CoachTrigger = trigger
+		return nil
+	})
+	return translate(err, "reading coach triggers")
 }
 
 // LoadReactions fills in the reactions of m.

@@ -53,6 +53,18 @@ func TestCoachSpeaksThroughTheStreamAndCanBeSwitchedOff(t *testing.T) {
 	if intervened.GetMessageId() != msg.Id || intervened.GetTrigger() != podsv1.CoachTrigger_COACH_TRIGGER_QUIET {
 		t.Fatalf("got %v, want coachIntervened for %s", intervened, msg.Id)
 	}
+	// History says why the coach spoke too (after a reload, the web client
+	// showed just "coach"; found by review); members' messages say nothing.
+	e.send(member, pod.Id, "after", "morning, coach")
+	history, err := member.Chat.ListMessages(ctx, connect.NewRequest(&podsv1.ListMessagesRequest{PodId: pod.Id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := history.Msg.Messages; len(h) != 2 || h[0].Id != msg.Id || h[0].CoachTrigger != podsv1.CoachTrigger_COACH_TRIGGER_QUIET ||
+		h[1].CoachTrigger != podsv1.CoachTrigger_COACH_TRIGGER_UNSPECIFIED {
+		t.Fatalf("history %v, want the coach's nudge with its trigger, then the member's message", h)
+	}
+	s.nextLogged() // the member's message
 
 	setCoach := func(c *client, on bool) error {
 		_, err := c.Pod.SetCoach(ctx, connect.NewRequest(&podsv1.SetCoachRequest{PodId: pod.Id, Enabled: on}))

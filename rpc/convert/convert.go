@@ -54,7 +54,7 @@ func Message(m db.Message) *podsv1.Message {
 	return &podsv1.Message{
 		Id: m.ID, PodId: m.PodID, Seq: m.Seq, AuthorId: m.AuthorID, Body: m.Body, Humor: m.Humor,
 		IdempotencyKey: m.IdempotencyKey, CreatedAt: timestamppb.New(m.CreatedAt),
-		EditedAt: optionalTime(m.EditedAt), Reactions: reactions,
+		EditedAt: optionalTime(m.EditedAt), Reactions: reactions, CoachTrigger: coachTriggers[m.CoachTrigger],
 	}
 }
 

@@ -4,9 +4,9 @@
 // cursor rule: per pod, an event applies only if its seq is cursor+1.
 
 import { create } from "@bufbuild/protobuf";
-import type { CoachTrigger, Event, Ready } from "./gen/pods/v1/realtime_pb";
+import type { Event, Ready } from "./gen/pods/v1/realtime_pb";
 import type { Streak } from "./gen/pods/v1/progress_pb";
-import { MemberRole, PodSchema, ReactionSummarySchema, type Message, type Pod, type PodSummary } from "./gen/pods/v1/types_pb";
+import { CoachTrigger, MemberRole, PodSchema, ReactionSummarySchema, type Message, type Pod, type PodSummary } from "./gen/pods/v1/types_pb";
 import type { Session } from "./session";
 import type { Applied, StreamSink } from "./connection";
 
@@ -247,6 +247,7 @@ export class Store implements StreamSink {
     for (const m of messages) {
       if (p.deleted.has(m.id) || p.messages.has(m.id)) continue;
       p.messages.set(m.id, m);
+      if (m.coachTrigger !== CoachTrigger.UNSPECIFIED) p.coachTriggers.set(m.id, m.coachTrigger);
       this.settle(m);
     }
     this.changed();

@@ -5,7 +5,7 @@ import { beforeEach, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { CheckInRecordedSchema, EventSchema, ReadySchema, type Event } from "../src/gen/pods/v1/realtime_pb";
 import { CheckInSchema, StreakSchema } from "../src/gen/pods/v1/progress_pb";
-import { MemberRole, MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
+import { CoachTrigger, MemberRole, MemberSchema, MessageSchema, PodSchema, PodSummarySchema, UserSchema } from "../src/gen/pods/v1/types_pb";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Actions, localDate } from "../src/actions";
 import type { Api } from "../src/api";
@@ -142,6 +142,13 @@ test("each member's latest done check-in follows their check-ins", () => {
   assert.equal(store.event(checkIn(14n, "u-ana", "2026-11-29", false)), "ok"); // taken back
   assert.equal(p.doneOn.has("u-ana"), false);
   assert.equal(p.streaks.get("u-ana")?.current, 0);
+});
+
+test("history tells why the coach spoke", () => {
+  const nudge = create(MessageSchema, { id: "c1", podId, seq: 5n, authorId: "u-coach", body: "How is it going?", coachTrigger: CoachTrigger.QUIET });
+  store.mergeHistory(store.pods.get(podId)!, [nudge, msg(6n, "m6")]);
+  assert.equal(store.pods.get(podId)!.coachTriggers.get("c1"), CoachTrigger.QUIET);
+  assert.equal(store.pods.get(podId)!.coachTriggers.has("m6"), false);
 });
 
 test("a new owner takes the owner's role", () => {

@@ -3,8 +3,7 @@
 
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { h, submitsOnEnter } from "../dom";
-import { CoachTrigger } from "../gen/pods/v1/realtime_pb";
-import type { Message } from "../gen/pods/v1/types_pb";
+import { CoachTrigger, type Message } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
 
 /** The emoji offered for quick reactions. */

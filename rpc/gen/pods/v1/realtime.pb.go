@@ -22,62 +22,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// CoachTrigger says why the coach spoke.
-type CoachTrigger int32
-
-const (
-	CoachTrigger_COACH_TRIGGER_UNSPECIFIED CoachTrigger = 0
-	// No one had written for a while.
-	CoachTrigger_COACH_TRIGGER_QUIET CoachTrigger = 1
-	// A run of hostile messages.
-	CoachTrigger_COACH_TRIGGER_CONFLICT CoachTrigger = 2
-	// A member had not checked in by their reminder time.
-	CoachTrigger_COACH_TRIGGER_REMINDER CoachTrigger = 3
-)
-
-// Enum value maps for CoachTrigger.
-var (
-	CoachTrigger_name = map[int32]string{
-		0: "COACH_TRIGGER_UNSPECIFIED",
-		1: "COACH_TRIGGER_QUIET",
-		2: "COACH_TRIGGER_CONFLICT",
-		3: "COACH_TRIGGER_REMINDER",
-	}
-	CoachTrigger_value = map[string]int32{
-		"COACH_TRIGGER_UNSPECIFIED": 0,
-		"COACH_TRIGGER_QUIET":       1,
-		"COACH_TRIGGER_CONFLICT":    2,
-		"COACH_TRIGGER_REMINDER":    3,
-	}
-)
-
-func (x CoachTrigger) Enum() *CoachTrigger {
-	p := new(CoachTrigger)
-	*p = x
-	return p
-}
-
-func (x CoachTrigger) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (CoachTrigger) Descriptor() protoreflect.EnumDescriptor {
-	return file_pods_v1_realtime_proto_enumTypes[0].Descriptor()
-}
-
-func (CoachTrigger) Type() protoreflect.EnumType {
-	return &file_pods_v1_realtime_proto_enumTypes[0]
-}
-
-func (x CoachTrigger) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use CoachTrigger.Descriptor instead.
-func (CoachTrigger) EnumDescriptor() ([]byte, []int) {
-	return file_pods_v1_realtime_proto_rawDescGZIP(), []int{0}
-}
-
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pod id → the seq of the last event the client has of that pod.
@@ -1372,12 +1316,7 @@ const file_pods_v1_realtime_proto_rawDesc = "" +
 	"\x06typing\x18\x02 \x01(\bR\x06typing\"B\n" +
 	"\vReadUpdated\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x03R\x03seq\x12!\n" +
-	"\funread_count\x18\x02 \x01(\x03R\vunreadCount*~\n" +
-	"\fCoachTrigger\x12\x1d\n" +
-	"\x19COACH_TRIGGER_UNSPECIFIED\x10\x00\x12\x17\n" +
-	"\x13COACH_TRIGGER_QUIET\x10\x01\x12\x1a\n" +
-	"\x16COACH_TRIGGER_CONFLICT\x10\x02\x12\x1a\n" +
-	"\x16COACH_TRIGGER_REMINDER\x10\x032W\n" +
+	"\funread_count\x18\x02 \x01(\x03R\vunreadCount2W\n" +
 	"\x0fRealtimeService\x12D\n" +
 	"\tSubscribe\x12\x19.pods.v1.SubscribeRequest\x1a\x1a.pods.v1.SubscribeResponse0\x01B\x8a\x01\n" +
 	"\vcom.pods.v1B\rRealtimeProtoP\x01Z/github.com/pods-dev/pods/rpc/gen/pods/v1;podsv1\xa2\x02\x03PXX\xaa\x02\aPods.V1\xca\x02\aPods\\V1\xe2\x02\x13Pods\\V1\\GPBMetadata\xea\x02\bPods::V1b\x06proto3"
@@ -1394,67 +1333,66 @@ func file_pods_v1_realtime_proto_rawDescGZIP() []byte {
 	return file_pods_v1_realtime_proto_rawDescData
 }
 
-var file_pods_v1_realtime_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_pods_v1_realtime_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_pods_v1_realtime_proto_goTypes = []any{
-	(CoachTrigger)(0),             // 0: pods.v1.CoachTrigger
-	(*SubscribeRequest)(nil),      // 1: pods.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 2: pods.v1.SubscribeResponse
-	(*Event)(nil),                 // 3: pods.v1.Event
-	(*Ready)(nil),                 // 4: pods.v1.Ready
-	(*Heartbeat)(nil),             // 5: pods.v1.Heartbeat
-	(*MessageCreated)(nil),        // 6: pods.v1.MessageCreated
-	(*MessageEdited)(nil),         // 7: pods.v1.MessageEdited
-	(*MessageDeleted)(nil),        // 8: pods.v1.MessageDeleted
-	(*ReactionChanged)(nil),       // 9: pods.v1.ReactionChanged
-	(*MemberJoined)(nil),          // 10: pods.v1.MemberJoined
-	(*MemberLeft)(nil),            // 11: pods.v1.MemberLeft
-	(*PodDeleted)(nil),            // 12: pods.v1.PodDeleted
-	(*CheckInRecorded)(nil),       // 13: pods.v1.CheckInRecorded
-	(*CoachIntervened)(nil),       // 14: pods.v1.CoachIntervened
-	(*CoachSwitched)(nil),         // 15: pods.v1.CoachSwitched
-	(*OwnerChanged)(nil),          // 16: pods.v1.OwnerChanged
-	(*Presence)(nil),              // 17: pods.v1.Presence
-	(*Typing)(nil),                // 18: pods.v1.Typing
-	(*ReadUpdated)(nil),           // 19: pods.v1.ReadUpdated
-	nil,                           // 20: pods.v1.SubscribeRequest.CursorsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*PodSummary)(nil),            // 22: pods.v1.PodSummary
-	(*Message)(nil),               // 23: pods.v1.Message
-	(*Member)(nil),                // 24: pods.v1.Member
-	(*CheckIn)(nil),               // 25: pods.v1.CheckIn
-	(*Streak)(nil),                // 26: pods.v1.Streak
+	(*SubscribeRequest)(nil),      // 0: pods.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 1: pods.v1.SubscribeResponse
+	(*Event)(nil),                 // 2: pods.v1.Event
+	(*Ready)(nil),                 // 3: pods.v1.Ready
+	(*Heartbeat)(nil),             // 4: pods.v1.Heartbeat
+	(*MessageCreated)(nil),        // 5: pods.v1.MessageCreated
+	(*MessageEdited)(nil),         // 6: pods.v1.MessageEdited
+	(*MessageDeleted)(nil),        // 7: pods.v1.MessageDeleted
+	(*ReactionChanged)(nil),       // 8: pods.v1.ReactionChanged
+	(*MemberJoined)(nil),          // 9: pods.v1.MemberJoined
+	(*MemberLeft)(nil),            // 10: pods.v1.MemberLeft
+	(*PodDeleted)(nil),            // 11: pods.v1.PodDeleted
+	(*CheckInRecorded)(nil),       // 12: pods.v1.CheckInRecorded
+	(*CoachIntervened)(nil),       // 13: pods.v1.CoachIntervened
+	(*CoachSwitched)(nil),         // 14: pods.v1.CoachSwitched
+	(*OwnerChanged)(nil),          // 15: pods.v1.OwnerChanged
+	(*Presence)(nil),              // 16: pods.v1.Presence
+	(*Typing)(nil),                // 17: pods.v1.Typing
+	(*ReadUpdated)(nil),           // 18: pods.v1.ReadUpdated
+	nil,                           // 19: pods.v1.SubscribeRequest.CursorsEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*PodSummary)(nil),            // 21: pods.v1.PodSummary
+	(*Message)(nil),               // 22: pods.v1.Message
+	(*Member)(nil),                // 23: pods.v1.Member
+	(*CheckIn)(nil),               // 24: pods.v1.CheckIn
+	(*Streak)(nil),                // 25: pods.v1.Streak
+	(CoachTrigger)(0),             // 26: pods.v1.CoachTrigger
 }
 var file_pods_v1_realtime_proto_depIdxs = []int32{
-	20, // 0: pods.v1.SubscribeRequest.cursors:type_name -> pods.v1.SubscribeRequest.CursorsEntry
-	3,  // 1: pods.v1.SubscribeResponse.event:type_name -> pods.v1.Event
-	21, // 2: pods.v1.Event.at:type_name -> google.protobuf.Timestamp
-	4,  // 3: pods.v1.Event.ready:type_name -> pods.v1.Ready
-	5,  // 4: pods.v1.Event.heartbeat:type_name -> pods.v1.Heartbeat
-	6,  // 5: pods.v1.Event.message_created:type_name -> pods.v1.MessageCreated
-	7,  // 6: pods.v1.Event.message_edited:type_name -> pods.v1.MessageEdited
-	8,  // 7: pods.v1.Event.message_deleted:type_name -> pods.v1.MessageDeleted
-	9,  // 8: pods.v1.Event.reaction_added:type_name -> pods.v1.ReactionChanged
-	9,  // 9: pods.v1.Event.reaction_removed:type_name -> pods.v1.ReactionChanged
-	10, // 10: pods.v1.Event.member_joined:type_name -> pods.v1.MemberJoined
-	11, // 11: pods.v1.Event.member_left:type_name -> pods.v1.MemberLeft
-	12, // 12: pods.v1.Event.pod_deleted:type_name -> pods.v1.PodDeleted
-	13, // 13: pods.v1.Event.check_in_recorded:type_name -> pods.v1.CheckInRecorded
-	14, // 14: pods.v1.Event.coach_intervened:type_name -> pods.v1.CoachIntervened
-	17, // 15: pods.v1.Event.presence:type_name -> pods.v1.Presence
-	18, // 16: pods.v1.Event.typing:type_name -> pods.v1.Typing
-	19, // 17: pods.v1.Event.read_updated:type_name -> pods.v1.ReadUpdated
-	15, // 18: pods.v1.Event.coach_switched:type_name -> pods.v1.CoachSwitched
-	16, // 19: pods.v1.Event.owner_changed:type_name -> pods.v1.OwnerChanged
-	22, // 20: pods.v1.Ready.pods:type_name -> pods.v1.PodSummary
-	23, // 21: pods.v1.MessageCreated.message:type_name -> pods.v1.Message
-	23, // 22: pods.v1.MessageEdited.message:type_name -> pods.v1.Message
-	24, // 23: pods.v1.MemberJoined.member:type_name -> pods.v1.Member
-	25, // 24: pods.v1.CheckInRecorded.check_in:type_name -> pods.v1.CheckIn
-	26, // 25: pods.v1.CheckInRecorded.streak:type_name -> pods.v1.Streak
-	0,  // 26: pods.v1.CoachIntervened.trigger:type_name -> pods.v1.CoachTrigger
-	1,  // 27: pods.v1.RealtimeService.Subscribe:input_type -> pods.v1.SubscribeRequest
-	2,  // 28: pods.v1.RealtimeService.Subscribe:output_type -> pods.v1.SubscribeResponse
+	19, // 0: pods.v1.SubscribeRequest.cursors:type_name -> pods.v1.SubscribeRequest.CursorsEntry
+	2,  // 1: pods.v1.SubscribeResponse.event:type_name -> pods.v1.Event
+	20, // 2: pods.v1.Event.at:type_name -> google.protobuf.Timestamp
+	3,  // 3: pods.v1.Event.ready:type_name -> pods.v1.Ready
+	4,  // 4: pods.v1.Event.heartbeat:type_name -> pods.v1.Heartbeat
+	5,  // 5: pods.v1.Event.message_created:type_name -> pods.v1.MessageCreated
+	6,  // 6: pods.v1.Event.message_edited:type_name -> pods.v1.MessageEdited
+	7,  // 7: pods.v1.Event.message_deleted:type_name -> pods.v1.MessageDeleted
+	8,  // 8: pods.v1.Event.reaction_added:type_name -> pods.v1.ReactionChanged
+	8,  // 9: pods.v1.Event.reaction_removed:type_name -> pods.v1.ReactionChanged
+	9,  // 10: pods.v1.Event.member_joined:type_name -> pods.v1.MemberJoined
+	10, // 11: pods.v1.Event.member_left:type_name -> pods.v1.MemberLeft
+	11, // 12: pods.v1.Event.pod_deleted:type_name -> pods.v1.PodDeleted
+	12, // 13: pods.v1.Event.check_in_recorded:type_name -> pods.v1.CheckInRecorded
+	13, // 14: pods.v1.Event.coach_intervened:type_name -> pods.v1.CoachIntervened
+	16, // 15: pods.v1.Event.presence:type_name -> pods.v1.Presence
+	17, // 16: pods.v1.Event.typing:type_name -> pods.v1.Typing
+	18, // 17: pods.v1.Event.read_updated:type_name -> pods.v1.ReadUpdated
+	14, // 18: pods.v1.Event.coach_switched:type_name -> pods.v1.CoachSwitched
+	15, // 19: pods.v1.Event.owner_changed:type_name -> pods.v1.OwnerChanged
+	21, // 20: pods.v1.Ready.pods:type_name -> pods.v1.PodSummary
+	22, // 21: pods.v1.MessageCreated.message:type_name -> pods.v1.Message
+	22, // 22: pods.v1.MessageEdited.message:type_name -> pods.v1.Message
+	23, // 23: pods.v1.MemberJoined.member:type_name -> pods.v1.Member
+	24, // 24: pods.v1.CheckInRecorded.check_in:type_name -> pods.v1.CheckIn
+	25, // 25: pods.v1.CheckInRecorded.streak:type_name -> pods.v1.Streak
+	26, // 26: pods.v1.CoachIntervened.trigger:type_name -> pods.v1.CoachTrigger
+	0,  // 27: pods.v1.RealtimeService.Subscribe:input_type -> pods.v1.SubscribeRequest
+	1,  // 28: pods.v1.RealtimeService.Subscribe:output_type -> pods.v1.SubscribeResponse
 	28, // [28:29] is the sub-list for method output_type
 	27, // [27:28] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
@@ -1493,14 +1431,13 @@ func file_pods_v1_realtime_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pods_v1_realtime_proto_rawDesc), len(file_pods_v1_realtime_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      0,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pods_v1_realtime_proto_goTypes,
 		DependencyIndexes: file_pods_v1_realtime_proto_depIdxs,
-		EnumInfos:         file_pods_v1_realtime_proto_enumTypes,
 		MessageInfos:      file_pods_v1_realtime_proto_msgTypes,
 	}.Build()
 	File_pods_v1_realtime_proto = out.File

@@ -77,6 +77,62 @@ func (MemberRole) EnumDescriptor() ([]byte, []int) {
 	return file_pods_v1_types_proto_rawDescGZIP(), []int{0}
 }
 
+// CoachTrigger says why the coach spoke.
+type CoachTrigger int32
+
+const (
+	CoachTrigger_COACH_TRIGGER_UNSPECIFIED CoachTrigger = 0
+	// No one had written for a while.
+	CoachTrigger_COACH_TRIGGER_QUIET CoachTrigger = 1
+	// A run of hostile messages.
+	CoachTrigger_COACH_TRIGGER_CONFLICT CoachTrigger = 2
+	// A member had not checked in by their reminder time.
+	CoachTrigger_COACH_TRIGGER_REMINDER CoachTrigger = 3
+)
+
+// Enum value maps for CoachTrigger.
+var (
+	CoachTrigger_name = map[int32]string{
+		0: "COACH_TRIGGER_UNSPECIFIED",
+		1: "COACH_TRIGGER_QUIET",
+		2: "COACH_TRIGGER_CONFLICT",
+		3: "COACH_TRIGGER_REMINDER",
+	}
+	CoachTrigger_value = map[string]int32{
+		"COACH_TRIGGER_UNSPECIFIED": 0,
+		"COACH_TRIGGER_QUIET":       1,
+		"COACH_TRIGGER_CONFLICT":    2,
+		"COACH_TRIGGER_REMINDER":    3,
+	}
+)
+
+func (x CoachTrigger) Enum() *CoachTrigger {
+	p := new(CoachTrigger)
+	*p = x
+	return p
+}
+
+func (x CoachTrigger) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CoachTrigger) Descriptor() protoreflect.EnumDescriptor {
+	return file_pods_v1_types_proto_enumTypes[1].Descriptor()
+}
+
+func (CoachTrigger) Type() protoreflect.EnumType {
+	return &file_pods_v1_types_proto_enumTypes[1]
+}
+
+func (x CoachTrigger) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CoachTrigger.Descriptor instead.
+func (CoachTrigger) EnumDescriptor() ([]byte, []int) {
+	return file_pods_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
 // A person (or the coach) using Pods.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -498,7 +554,10 @@ type Message struct {
 	// Set when the body was last edited; absent if never edited.
 	EditedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=edited_at,json=editedAt,proto3" json:"edited_at,omitempty"`
 	// Reactions, by emoji, in the order each emoji was first used.
-	Reactions     []*ReactionSummary `protobuf:"bytes,10,rep,name=reactions,proto3" json:"reactions,omitempty"`
+	Reactions []*ReactionSummary `protobuf:"bytes,10,rep,name=reactions,proto3" json:"reactions,omitempty"`
+	// For a message of the coach, why it spoke: set by ListMessages (live,
+	// the coachIntervened event that follows the message says it).
+	CoachTrigger  CoachTrigger `protobuf:"varint,11,opt,name=coach_trigger,json=coachTrigger,proto3,enum=pods.v1.CoachTrigger" json:"coach_trigger,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -603,6 +662,13 @@ func (x *Message) GetReactions() []*ReactionSummary {
 	return nil
 }
 
+func (x *Message) GetCoachTrigger() CoachTrigger {
+	if x != nil {
+		return x.CoachTrigger
+	}
+	return CoachTrigger_COACH_TRIGGER_UNSPECIFIED
+}
+
 var File_pods_v1_types_proto protoreflect.FileDescriptor
 
 const file_pods_v1_types_proto_rawDesc = "" +
@@ -639,7 +705,7 @@ const file_pods_v1_types_proto_rawDesc = "" +
 	"\x0fonline_user_ids\x18\x05 \x03(\tR\ronlineUserIds\"B\n" +
 	"\x0fReactionSummary\x12\x14\n" +
 	"\x05emoji\x18\x01 \x01(\tR\x05emoji\x12\x19\n" +
-	"\buser_ids\x18\x02 \x03(\tR\auserIds\"\xde\x02\n" +
+	"\buser_ids\x18\x02 \x03(\tR\auserIds\"\x9a\x03\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06pod_id\x18\x02 \x01(\tR\x05podId\x12\x10\n" +
@@ -652,13 +718,19 @@ const file_pods_v1_types_proto_rawDesc = "" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\tedited_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\beditedAt\x126\n" +
 	"\treactions\x18\n" +
-	" \x03(\v2\x18.pods.v1.ReactionSummaryR\treactions*o\n" +
+	" \x03(\v2\x18.pods.v1.ReactionSummaryR\treactions\x12:\n" +
+	"\rcoach_trigger\x18\v \x01(\x0e2\x15.pods.v1.CoachTriggerR\fcoachTrigger*o\n" +
 	"\n" +
 	"MemberRole\x12\x1b\n" +
 	"\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MEMBER_ROLE_OWNER\x10\x01\x12\x16\n" +
 	"\x12MEMBER_ROLE_MEMBER\x10\x02\x12\x15\n" +
-	"\x11MEMBER_ROLE_COACH\x10\x03B\x87\x01\n" +
+	"\x11MEMBER_ROLE_COACH\x10\x03*~\n" +
+	"\fCoachTrigger\x12\x1d\n" +
+	"\x19COACH_TRIGGER_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13COACH_TRIGGER_QUIET\x10\x01\x12\x1a\n" +
+	"\x16COACH_TRIGGER_CONFLICT\x10\x02\x12\x1a\n" +
+	"\x16COACH_TRIGGER_REMINDER\x10\x03B\x87\x01\n" +
 	"\vcom.pods.v1B\n" +
 	"TypesProtoP\x01Z/github.com/pods-dev/pods/rpc/gen/pods/v1;podsv1\xa2\x02\x03PXX\xaa\x02\aPods.V1\xca\x02\aPods\\V1\xe2\x02\x13Pods\\V1\\GPBMetadata\xea\x02\bPods::V1b\x06proto3"
 
@@ -674,33 +746,35 @@ func file_pods_v1_types_proto_rawDescGZIP() []byte {
 	return file_pods_v1_types_proto_rawDescData
 }
 
-var file_pods_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_pods_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_pods_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_pods_v1_types_proto_goTypes = []any{
 	(MemberRole)(0),               // 0: pods.v1.MemberRole
-	(*User)(nil),                  // 1: pods.v1.User
-	(*Member)(nil),                // 2: pods.v1.Member
-	(*Pod)(nil),                   // 3: pods.v1.Pod
-	(*PodSummary)(nil),            // 4: pods.v1.PodSummary
-	(*ReactionSummary)(nil),       // 5: pods.v1.ReactionSummary
-	(*Message)(nil),               // 6: pods.v1.Message
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(CoachTrigger)(0),             // 1: pods.v1.CoachTrigger
+	(*User)(nil),                  // 2: pods.v1.User
+	(*Member)(nil),                // 3: pods.v1.Member
+	(*Pod)(nil),                   // 4: pods.v1.Pod
+	(*PodSummary)(nil),            // 5: pods.v1.PodSummary
+	(*ReactionSummary)(nil),       // 6: pods.v1.ReactionSummary
+	(*Message)(nil),               // 7: pods.v1.Message
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_pods_v1_types_proto_depIdxs = []int32{
-	1, // 0: pods.v1.Member.user:type_name -> pods.v1.User
-	0, // 1: pods.v1.Member.role:type_name -> pods.v1.MemberRole
-	7, // 2: pods.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	2, // 3: pods.v1.Pod.members:type_name -> pods.v1.Member
-	7, // 4: pods.v1.Pod.created_at:type_name -> google.protobuf.Timestamp
-	3, // 5: pods.v1.PodSummary.pod:type_name -> pods.v1.Pod
-	7, // 6: pods.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	7, // 7: pods.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
-	5, // 8: pods.v1.Message.reactions:type_name -> pods.v1.ReactionSummary
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	2,  // 0: pods.v1.Member.user:type_name -> pods.v1.User
+	0,  // 1: pods.v1.Member.role:type_name -> pods.v1.MemberRole
+	8,  // 2: pods.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	3,  // 3: pods.v1.Pod.members:type_name -> pods.v1.Member
+	8,  // 4: pods.v1.Pod.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: pods.v1.PodSummary.pod:type_name -> pods.v1.Pod
+	8,  // 6: pods.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 7: pods.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	6,  // 8: pods.v1.Message.reactions:type_name -> pods.v1.ReactionSummary
+	1,  // 9: pods.v1.Message.coach_trigger:type_name -> pods.v1.CoachTrigger
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_pods_v1_types_proto_init() }
@@ -713,7 +787,7 @@ func file_pods_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pods_v1_types_proto_rawDesc), len(file_pods_v1_types_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file pods/v1/types.proto.
  */
 export const file_pods_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNwb2RzL3YxL3R5cGVzLnByb3RvEgdwb2RzLnYxIlkKBFVzZXISCgoCaWQYASABKAkSDgoGaGFuZGxlGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCgh0aW1lem9uZRgEIAEoCRINCgVjb2FjaBgFIAEoCCJ3CgZNZW1iZXISGwoEdXNlchgBIAEoCzINLnBvZHMudjEuVXNlchIhCgRyb2xlGAIgASgOMhMucG9kcy52MS5NZW1iZXJSb2xlEi0KCWpvaW5lZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi0AEKA1BvZBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWhhYml0GAMgASgJEhAKCGNhcGFjaXR5GAQgASgFEhMKC2ludml0ZV9jb2RlGAUgASgJEiAKB21lbWJlcnMYBiADKAsyDy5wb2RzLnYxLk1lbWJlchIQCghvd25lcl9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jb2FjaF9lbmFibGVkGAkgASgIInoKClBvZFN1bW1hcnkSGQoDcG9kGAEgASgLMgwucG9kcy52MS5Qb2QSFAoMdW5yZWFkX2NvdW50GAIgASgDEhAKCGxhc3Rfc2VxGAMgASgDEhAKCHJlYWRfc2VxGAQgASgDEhcKD29ubGluZV91c2VyX2lkcxgFIAMoCSIyCg9SZWFjdGlvblN1bW1hcnkSDQoFZW1vamkYASABKAkSEAoIdXNlcl9pZHMYAiADKAkihwIKB01lc3NhZ2USCgoCaWQYASABKAkSDgoGcG9kX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglhdXRob3JfaWQYBCABKAkSDAoEYm9keRgFIAEoCRINCgVodW1vchgGIAEoCBIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglyZWFjdGlvbnMYCiADKAsyGC5wb2RzLnYxLlJlYWN0aW9uU3VtbWFyeSpvCgpNZW1iZXJSb2xlEhsKF01FTUJFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRTUVNQkVSX1JPTEVfT1dORVIQARIWChJNRU1CRVJfUk9MRV9NRU1CRVIQAhIVChFNRU1CRVJfUk9MRV9DT0FDSBADQocBCgtjb20ucG9kcy52MUIKVHlwZXNQcm90b1ABWi9naXRodWIuY29tL3BvZHMtZGV2L3BvZHMvcnBjL2dlbi9wb2RzL3YxO3BvZHN2MaICA1BYWKoCB1BvZHMuVjHKAgdQb2RzXFYx4gITUG9kc1xWMVxHUEJNZXRhZGF0YeoCCFBvZHM6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChNwb2RzL3YxL3R5cGVzLnByb3RvEgdwb2RzLnYxIlkKBFVzZXISCgoCaWQYASABKAkSDgoGaGFuZGxlGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCgh0aW1lem9uZRgEIAEoCRINCgVjb2FjaBgFIAEoCCJ3CgZNZW1iZXISGwoEdXNlchgBIAEoCzINLnBvZHMudjEuVXNlchIhCgRyb2xlGAIgASgOMhMucG9kcy52MS5NZW1iZXJSb2xlEi0KCWpvaW5lZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi0AEKA1BvZBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBWhhYml0GAMgASgJEhAKCGNhcGFjaXR5GAQgASgFEhMKC2ludml0ZV9jb2RlGAUgASgJEiAKB21lbWJlcnMYBiADKAsyDy5wb2RzLnYxLk1lbWJlchIQCghvd25lcl9pZBgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jb2FjaF9lbmFibGVkGAkgASgIInoKClBvZFN1bW1hcnkSGQoDcG9kGAEgASgLMgwucG9kcy52MS5Qb2QSFAoMdW5yZWFkX2NvdW50GAIgASgDEhAKCGxhc3Rfc2VxGAMgASgDEhAKCHJlYWRfc2VxGAQgASgDEhcKD29ubGluZV91c2VyX2lkcxgFIAMoCSIyCg9SZWFjdGlvblN1bW1hcnkSDQoFZW1vamkYASABKAkSEAoIdXNlcl9pZHMYAiADKAkitQIKB01lc3NhZ2USCgoCaWQYASABKAkSDgoGcG9kX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglhdXRob3JfaWQYBCABKAkSDAoEYm9keRgFIAEoCRINCgVodW1vchgGIAEoCBIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJZWRpdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCglyZWFjdGlvbnMYCiADKAsyGC5wb2RzLnYxLlJlYWN0aW9uU3VtbWFyeRIsCg1jb2FjaF90cmlnZ2VyGAsgASgOMhUucG9kcy52MS5Db2FjaFRyaWdnZXIqbwoKTWVtYmVyUm9sZRIbChdNRU1CRVJfUk9MRV9VTlNQRUNJRklFRBAAEhUKEU1FTUJFUl9ST0xFX09XTkVSEAESFgoSTUVNQkVSX1JPTEVfTUVNQkVSEAISFQoRTUVNQkVSX1JPTEVfQ09BQ0gQAyp+CgxDb2FjaFRyaWdnZXISHQoZQ09BQ0hfVFJJR0dFUl9VTlNQRUNJRklFRBAAEhcKE0NPQUNIX1RSSUdHRVJfUVVJRVQQARIaChZDT0FDSF9UUklHR0VSX0NPTkZMSUNUEAISGgoWQ09BQ0hfVFJJR0dFUl9SRU1JTkRFUhADQocBCgtjb20ucG9kcy52MUIKVHlwZXNQcm90b1ABWi9naXRodWIuY29tL3BvZHMtZGV2L3BvZHMvcnBjL2dlbi9wb2RzL3YxO3BvZHN2MaICA1BYWKoCB1BvZHMuVjHKAgdQb2RzXFYx4gITUG9kc1xWMVxHUEJNZXRhZGF0YeoCCFBvZHM6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * A person (or the coach) using Pods.
@@ -316,6 +316,14 @@ export type Message = Message$1<"pods.v1.Message"> & {
    * @generated from field: repeated pods.v1.ReactionSummary reactions = 10;
    */
   reactions: ReactionSummary[];
+
+  /**
+   * For a message of the coach, why it spoke: set by ListMessages (live,
+   * the coachIntervened event that follows the message says it).
+   *
+   * @generated from field: pods.v1.CoachTrigger coach_trigger = 11;
+   */
+  coachTrigger: CoachTrigger;
 };
 
 /**
@@ -361,4 +369,43 @@ export enum MemberRole {
  */
 export const MemberRoleSchema: GenEnum<MemberRole> = /*@__PURE__*/
   enumDesc(file_pods_v1_types, 0);
+
+/**
+ * CoachTrigger says why the coach spoke.
+ *
+ * @generated from enum pods.v1.CoachTrigger
+ */
+export enum CoachTrigger {
+  /**
+   * @generated from enum value: COACH_TRIGGER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No one had written for a while.
+   *
+   * @generated from enum value: COACH_TRIGGER_QUIET = 1;
+   */
+  QUIET = 1,
+
+  /**
+   * A run of hostile messages.
+   *
+   * @generated from enum value: COACH_TRIGGER_CONFLICT = 2;
+   */
+  CONFLICT = 2,
+
+  /**
+   * A member had not checked in by their reminder time.
+   *
+   * @generated from enum value: COACH_TRIGGER_REMINDER = 3;
+   */
+  REMINDER = 3,
+}
+
+/**
+ * Describes the enum pods.v1.CoachTrigger.
+ */
+export const CoachTriggerSchema: GenEnum<CoachTrigger> = /*@__PURE__*/
+  enumDesc(file_pods_v1_types, 1);
 
