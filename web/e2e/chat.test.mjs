@@ -171,6 +171,16 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await message(alice, "Two\nlines").waitFor({ timeout: deliveryMs });
   said.push("Two\nlines");
 
+  // Web addresses are links (the sentence's full stop left out); markup
+  // stays text.
+  const route = "Route: https://example.org/run?x=1&y=2. <b>not bold</b>";
+  took.push(await say(alice, bob, route));
+  said.push(route);
+  const link = message(bob, route).getByRole("link");
+  assert.equal(await link.getAttribute("href"), "https://example.org/run?x=1&y=2");
+  assert.equal(await link.getAttribute("rel"), "noopener noreferrer nofollow");
+  assert.equal(await message(bob, route).locator(".body b").count(), 0);
+
   // A joke is marked as one on both sides.
   await alice.getByRole("button", { name: "😄 Joke" }).click();
   took.push(await say(alice, bob, "Snoozed once, the cat counts as an alarm"));

@@ -85,6 +85,26 @@ function dayLabel(d: Date, now: Date): string {
   return (d.getFullYear() === now.getFullYear() ? dayFormat : yearDayFormat).format(d);
 }
 
+/** A web address in a message: http(s), up to white space, without the punctuation that ends a sentence. */
+const webAddress = /\bhttps?:\/\/[^\s<>"]*[^\s<>".,;:!?)\]'’”]/g;
+
+/**
+ * linked is text with its web addresses as links that open in a new tab,
+ * built as DOM nodes (never parsed as HTML).
+ */
+export function linked(text: string): (string | HTMLElement)[] {
+  const parts: (string | HTMLElement)[] = [];
+  let at = 0;
+  for (const match of text.matchAll(webAddress)) {
+    const i = match.index ?? 0;
+    if (i > at) parts.push(text.slice(at, i));
+    parts.push(h("a", { href: match[0], target: "_blank", rel: "noopener noreferrer nofollow", text: match[0] }));
+    at = i + match[0].length;
+  }
+  if (at < text.length) parts.push(text.slice(at));
+  return parts;
+}
+
 /** unreadRow marks where the messages unread when the pod was opened start. */
 export function unreadRow(): HTMLElement {
   return h("li", { class: "unread-line" }, h("span", { text: "New messages" }));
@@ -180,7 +200,7 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
       ui.editCaret = [start, end];
     });
   } else {
-    body = h("p", { class: "body", text: m.body });
+    body = h("p", { class: "body" }, linked(m.body));
   }
 
   const chips = m.reactions.map((r) => {
