@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PasswordCheckTake takes a token from handle's bucket, which holds at
-// most burst and gains perSecond a second, and reports whether there was
-// one. Every node shares the buckets. A refusal writes nothing, so that a
+// PasswordCheckTake takes a token from the bucket named handle (a handle,
+// or a device), which holds at most burst and gains perSecond a second,
+// and reports whether there was one. Every node shares the buckets. A refusal writes nothing, so that a
 // flood of guesses costs a read each.
 func PasswordCheckTake(ctx context.Context, q Querier, handle string, perSecond float64, burst int) (bool, error) {
 	var tokens float64

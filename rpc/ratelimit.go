@@ -57,10 +57,11 @@ func (r *rateLimiter) allow(key string) error {
 	return nil
 }
 
-// passwordThrottle slows password guessing down per handle, whatever
-// address and node it comes from: its token buckets are in the database,
-// shared by every node and kept across restarts. A check that passes
-// gives its token back, so that only failed checks count.
+// passwordThrottle slows password guessing down per bucket (a handle's,
+// or a known device's: see authService.passwordBucket), whatever address
+// and node it comes from: its token buckets are in the database, shared by
+// every node and kept across restarts. A check that passes gives its token
+// back, so that only failed checks count.
 type passwordThrottle struct {
 	pool      *db.Pool
 	perSecond float64
@@ -69,10 +70,10 @@ type passwordThrottle struct {
 	lastPrune atomic.Int64 // unix nanoseconds
 }
 
-// take takes a token from handle's bucket, or returns resource_exhausted.
-func (p *passwordThrottle) take(ctx context.Context, handle string) error {
+// take takes a token from bucket, or returns resource_exhausted.
+func (p *passwordThrottle) take(ctx context.Context, bucket string) error {
 	p.prune(ctx)
-	taken, err := db.PasswordCheckTake(ctx, p.pool, handle, p.perSecond, p.burst)
+	taken, err := db.PasswordCheckTake(ctx, p.pool, bucket, p.perSecond, p.burst)
 	if err != nil {
 		return toConnect(ctx, p.logger, err)
 	}
@@ -84,14 +85,14 @@ func (p *passwordThrottle) take(ctx context.Context, handle string) error {
 
 // refund gives back the token of a check that passed. A refund that fails
 // is logged: the owner has one guess less for a while.
-func (p *passwordThrottle) refund(ctx context.Context, handle string) {
-	if err := db.PasswordCheckRefund(ctx, p.pool, handle, p.burst); err != nil {
+func (p *passwordThrottle) refund(ctx context.Context, bucket string) {
+	if err := db.PasswordCheckRefund(ctx, p.pool, bucket, p.burst); err != nil {
 		p.logger.Warn("password check: refund failed", "err", err)
 	}
 }
 
 // prune deletes the buckets that are full again, at most once per refill
-// time per node, so that the table follows the handles tried lately. It
+// time per node, so that the table follows the buckets tried lately. It
 // runs to its end even if the caller gives up.
 func (p *passwordThrottle) prune(ctx context.Context) {
 	now := time.Now().UnixNano()

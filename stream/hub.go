@@ -309,14 +309,7 @@ const sourceDownPoll = time.Second
 // refuses new connections (max_connections reached) or, with wal, creating
 // the slot waits for every transaction open on the server.
 func (h *Hub) pollWhileSourceDown(ctx context.Context) {
-	t := time.NewTicker(sourceDownPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, sourceDownPoll, func() {
 		down := !h.listening.Load()
 		if h.cfg.ChangeSource == SourceWAL {
 			down = h.walPosition.Load() == 0
@@ -326,7 +319,7 @@ func (h *Hub) pollWhileSourceDown(ctx context.Context) {
 			h.markTrackedDirtyLocked()
 			h.mu.Unlock()
 		}
-	}
+	})
 }
 
 // resync marks every tracked pod dirty and has every subscriber recheck
@@ -745,6 +738,20 @@ func (b *reconnectBackoff) next(lasted time.Duration) time.Duration {
 	}
 	b.last = min(max(2*b.last, 50*time.Millisecond), 5*time.Second)
 	return jitter(b.last)
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -170,19 +170,12 @@ func (h *Hub) sessionsLost() {
 
 // beat sends this node's session heartbeats until ctx ends.
 func (h *Hub) beat(ctx context.Context) {
-	t := time.NewTicker(SessionHeartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, SessionHeartbeat, func() {
 		if h.sessionWatcher() == nil {
-			continue
+			return
 		}
 		if err := db.Notify(ctx, h.cfg.Pool, channelSessions, beatPrefix+h.cfg.NodeID); err != nil && ctx.Err() == nil {
 			h.log.Warn("stream: sending a session heartbeat failed", "err", err)
 		}
-	}
+	})
 }

@@ -319,10 +319,18 @@ export class Actions {
  * server counts check-ins), or in the browser's if it is not known.
  */
 export function localDate(timeZone?: string): string {
-  const format = (zone?: string) => new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
-  try {
-    return format(timeZone);
-  } catch {
-    return format(); // a zone this browser does not know
+  let format = dateFormats.get(timeZone ?? "");
+  if (!format) {
+    const options = { year: "numeric", month: "2-digit", day: "2-digit" } as const;
+    try {
+      format = new Intl.DateTimeFormat("en-CA", { ...options, timeZone });
+    } catch {
+      format = new Intl.DateTimeFormat("en-CA", options); // a zone this browser does not know
+    }
+    dateFormats.set(timeZone ?? "", format);
   }
+  return format.format(new Date());
 }
+
+/** localDate's formatters by zone, made once: a render asks for each member's date. */
+const dateFormats = new Map<string, Intl.DateTimeFormat>();

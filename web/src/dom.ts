@@ -126,5 +126,10 @@ function refocus(row: HTMLElement, was: Element): void {
  * apps, since a phone's keyboard has no Shift+Enter.
  */
 export function submitsOnEnter(e: KeyboardEvent): boolean {
-  return e.key === "Enter" && !e.shiftKey && !e.isComposing && !matchMedia("(pointer: coarse)").matches;
+  return e.key === "Enter" && !e.shiftKey && !e.isComposing && !onTouchScreen();
+}
+
+/** onTouchScreen says whether the main pointer is a finger (a phone, a tablet). */
+export function onTouchScreen(): boolean {
+  return matchMedia("(pointer: coarse)").matches;
 }

@@ -3,7 +3,7 @@
 // scroll-back, the messages, typing and the composer.
 
 import { localDate, type Actions } from "../actions";
-import { h, patchList, replace, submitsOnEnter } from "../dom";
+import { h, onTouchScreen, patchList, replace, submitsOnEnter } from "../dom";
 import type { Message, User } from "../gen/pods/v1/types_pb";
 import type { Outgoing, PodState, Store } from "../store";
 import { chatRows, dayRow, messageRow, messageSig, outgoingRow, outgoingSig, unreadRow, type ChatRow, type RowHandlers, type RowUi } from "./message";
@@ -237,7 +237,7 @@ export class ChatView implements RowHandlers {
 
   /** focus puts the cursor in the composer. */
   focus(): void {
-    if (matchMedia("(pointer: coarse)").matches) return; // it would pop a phone's keyboard up
+    if (onTouchScreen()) return; // it would pop a phone's keyboard up
     this.input.focus();
   }
 
