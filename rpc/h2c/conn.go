@@ -74,6 +74,8 @@ type conn struct {
 	idle          *time.Timer // with no stream, goes away at the server's IdleTimeout
 	goingAway     bool
 	closed        bool
+	parked        bool  // no reader: the server's poller watches the socket
+	pollFD        int32 // the socket's descriptor in the poller (its lock guards it)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -109,46 +111,89 @@ func (c *conn) writePreface() error {
 	return c.write(b)
 }
 
-// serve reads frames until the connection ends, then waits for its
-// handlers. The preface was written.
+// serve reads the client's first frame, its SETTINGS, then the frames
+// after it. The preface was written.
 func (c *conn) serve() {
 	if timeout := c.srv.http.IdleTimeout; timeout > 0 {
 		c.mu.Lock()
 		c.idle = time.AfterFunc(timeout, c.idleTimedOut)
 		c.mu.Unlock()
 	}
-	defer func() {
-		c.close()
-		c.handlers.Wait()
-	}()
-	for first := true; ; first = false {
-		f, err := c.fr.ReadFrame()
-		if first {
-			if sf, ok := f.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() {
-				c.writeGoAway(http2.ErrCodeProtocol) // the client's preface ends with SETTINGS
-				return
-			}
-			c.nc.SetReadDeadline(time.Time{})
+	f, err := c.fr.ReadFrame()
+	if sf, ok := f.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() {
+		c.writeGoAway(http2.ErrCodeProtocol) // the client's preface ends with SETTINGS
+		c.finish()
+		return
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	if !c.handleErr(c.handle(f)) {
+		c.finish()
+		return
+	}
+	c.readFrames()
+}
+
+// readFrames reads frames until the connection ends, then finishes it. When
+// the socket has nothing to read, the connection waits in the server's
+// poller instead, which calls readFrames again once there is.
+func (c *conn) readFrames() {
+	for {
+		if c.srv.poller != nil && c.srv.poller.park(c) {
+			return
 		}
+		f, err := c.fr.ReadFrame()
 		if err == nil {
 			err = c.handle(f)
 		}
-		var se http2.StreamError
-		var ce http2.ConnectionError
-		switch {
-		case err == nil:
-		case errors.As(err, &se):
-			c.resetStream(se.StreamID, se.Code)
-		case errors.As(err, &ce):
-			c.writeGoAway(http2.ErrCode(ce))
+		if !c.handleErr(err) {
+			c.finish()
 			return
-		case errors.Is(err, http2.ErrFrameTooLarge):
-			c.writeGoAway(http2.ErrCodeFrameSize)
-			return
-		default:
-			return // the client went away
 		}
 	}
+}
+
+// handleErr acts on the error of reading or handling a frame, and reports
+// whether the connection goes on.
+func (c *conn) handleErr(err error) bool {
+	var se http2.StreamError
+	var ce http2.ConnectionError
+	switch {
+	case err == nil:
+	case errors.As(err, &se):
+		c.resetStream(se.StreamID, se.Code)
+	case errors.As(err, &ce):
+		c.writeGoAway(http2.ErrCode(ce))
+		return false
+	case errors.Is(err, http2.ErrFrameTooLarge):
+		c.writeGoAway(http2.ErrCodeFrameSize)
+		return false
+	default:
+		return false // the client went away
+	}
+	return true
+}
+
+// unpark starts a reader for a parked connection: its socket has bytes, or
+// it was closed.
+func (c *conn) unpark() {
+	c.mu.Lock()
+	parked := c.parked
+	c.parked = false
+	c.mu.Unlock()
+	if parked {
+		go c.readFrames()
+	}
+}
+
+// finish ends the connection once it is read no more: every stream ends,
+// the handlers return, and the server forgets it.
+func (c *conn) finish() {
+	c.close()
+	c.handlers.Wait()
+	if c.srv.poller != nil {
+		c.srv.poller.forget(c)
+	}
+	c.srv.forget(c)
 }
 
 // handle acts on one frame from the client.
@@ -486,7 +531,7 @@ func (c *conn) writeGoAwayFrame(last uint32, code http2.ErrCode) {
 // closeSoon closes a connection told to go away once the client had time
 // to read the GOAWAY.
 func (c *conn) closeSoon() {
-	time.AfterFunc(goAwayDelay, func() { c.nc.Close() })
+	time.AfterFunc(goAwayDelay, c.closeNet)
 }
 
 // close ends every stream and the connection.
@@ -502,6 +547,13 @@ func (c *conn) close() {
 	c.mu.Unlock()
 	c.cancel()
 	c.nc.Close()
+}
+
+// closeNet closes the socket; a parked connection gets its reader back to
+// see the end.
+func (c *conn) closeNet() {
+	c.nc.Close()
+	c.unpark()
 }
 
 // closedLocked stops counting a stream as open: both sides ended it, or
@@ -559,7 +611,7 @@ func (c *conn) writeLocked(b []byte, s *stream) error {
 	c.deadlineMu.Unlock()
 	if err != nil {
 		c.writeErr = err
-		c.nc.Close()
+		c.closeNet()
 		return err
 	}
 	return nil

@@ -6,10 +6,13 @@
 // Go's HTTP/2 server spends three goroutines on a connection (a frame
 // reader, a serve loop and the handler), keeps the 4 KiB reader and writer
 // of the HTTP/1 connection that turned into it, and writes each flushed
-// frame from a new goroutine. Here a connection has one goroutine of its
-// own, the frame reader; a handler writes its frames to the socket itself,
-// under the connection's write lock, from a buffer taken from a pool only
-// for that write. Frame parsing and HPACK are golang.org/x/net/http2's.
+// frame from a new goroutine. Here a connection has at most one goroutine
+// of its own, the frame reader, and none while it has nothing to read: on
+// Linux an idle connection waits in the server's epoll instance, whose one
+// goroutine starts a reader again when bytes arrive. A handler writes its
+// frames to the socket itself, under the connection's write lock, from a
+// buffer taken from a pool only for that write. Frame parsing and HPACK
+// are golang.org/x/net/http2's.
 //
 // Limits: 250 concurrent streams per connection (more are refused with
 // REFUSED_STREAM) and 1,000 running handlers (a client that resets streams
@@ -51,7 +54,8 @@ type Server struct {
 	pending   map[net.Conn]struct{} // accepted, preface not read yet
 	conns     map[*conn]struct{}
 	closing   bool
-	serving   bool // the http.Server serves fallback
+	serving   bool    // the http.Server serves fallback
+	poller    *poller // set by the first Serve; nil: connections keep their reader
 }
 
 // NewServer returns a server that serves srv.Handler over h2c and lets srv
@@ -82,6 +86,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	startFallback := !s.serving
+	if startFallback {
+		s.poller = newPoller()
+	}
 	s.serving = true
 	s.mu.Unlock()
 	if startFallback {
@@ -163,6 +170,10 @@ func (s *Server) serveConn(nc net.Conn) {
 		return
 	}
 	c.serve()
+}
+
+// forget drops a connection that ended.
+func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -195,6 +206,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		go c.goAway() // a peer that stopped reading must not hold up the others
 	}
+	defer s.stopPoller()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.connCount() > 0 {
@@ -212,6 +224,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.stopAccepting()
 	s.closeConns()
+	s.stopPoller()
 	return s.http.Close()
 }
 
@@ -233,6 +246,16 @@ func (s *Server) stopAccepting() []*conn {
 	return conns
 }
 
+// stopPoller stops the poller once no connection needs it: every one
+// ended or was closed (a closed one reads on to its end without it).
+func (s *Server) stopPoller() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.poller != nil {
+		s.poller.stop()
+	}
+}
+
 func (s *Server) connCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -243,7 +266,7 @@ func (s *Server) closeConns() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.closeNet()
 	}
 }
 

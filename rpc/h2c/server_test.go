@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1211,4 +1212,89 @@ func TestIdleTimeout(t *testing.T) {
 		rc.goAway()
 		rc.expectClosed()
 	})
+}
+
+// TestIdleConnectionsHoldNoReader proves a connection with nothing to read
+// waits in the server's poller, not in a goroutine of its own, and that it
+// is read again when the client sends: a PING, a new request, the body of
+// a request in progress, and the end of the connection.
+func TestIdleConnectionsHoldNoReader(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("connections park in epoll on Linux only")
+	}
+	const conns = 50
+	ended := make(chan struct{}, conns)
+	ts := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/echo" {
+			io.Copy(w, r.Body)
+			return
+		}
+		<-r.Context().Done() // the connection ended
+		ended <- struct{}{}
+	})
+	rcs := make([]*rawConn, conns)
+	for i := range rcs {
+		rcs[i] = dialRaw(t, ts.addr)
+		rcs[i].check(rcs[i].fr.WriteSettings())
+		rcs[i].get(1, "/wait")
+		rcs[i].next("the response's headers", onStream(1))
+	}
+	readerless := func() bool { return readers() == 0 }
+	eventually(t, "the connections to park", readerless)
+
+	for i, rc := range rcs {
+		rc.check(rc.fr.WritePing(false, [8]byte{byte(i)}))
+		rc.next("PING ack", func(f http2.Frame) bool {
+			p, ok := f.(*http2.PingFrame)
+			return ok && p.IsAck() && p.Data[0] == byte(i)
+		})
+		rc.request(3, http.MethodPost, "/echo", false)
+		rc.next("the echo's headers", onStream(3))
+	}
+	eventually(t, "the connections to park again", readerless)
+	for i, rc := range rcs {
+		rc.check(rc.fr.WriteData(3, true, []byte{byte(i)}))
+		f := rc.next("the echo", func(f http2.Frame) bool {
+			d, ok := f.(*http2.DataFrame)
+			return ok && d.StreamID == 3 && len(d.Data()) > 0
+		})
+		if got := f.(*http2.DataFrame).Data(); !bytes.Equal(got, []byte{byte(i)}) {
+			t.Fatalf("connection %d: echo %v, want [%d]", i, got, i)
+		}
+	}
+	eventually(t, "the connections to park once more", readerless)
+	for _, rc := range rcs {
+		rc.nc.Close()
+	}
+	for range conns {
+		wait(t, ended, "a handler to see its connection end")
+	}
+}
+
+// readers counts the goroutines reading frames from a connection.
+func readers() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "h2c.(*conn).readFrames(")
+}
+
+// TestShutdownEndsParkedConnections proves a connection waiting in the
+// poller ends when the server closes it: Shutdown, which waits for every
+// connection to end, returns though the client never sends again.
+func TestShutdownEndsParkedConnections(t *testing.T) {
+	ts := serve(t, func(http.ResponseWriter, *http.Request) {})
+	rc := dialRaw(t, ts.addr)
+	rc.check(rc.fr.WriteSettings())
+	rc.get(1, "/")
+	rc.next("the response", onStream(1))
+	eventually(t, "the connection to park", func() bool { return readers() == 0 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	rc.goAway()
+	rc.expectClosed()
 }
