@@ -45,9 +45,8 @@ type conn struct {
 	srv *Server
 	nc  net.Conn
 	fr  *http2.Framer
-	ctx context.Context // canceled when the connection closes
+	ctx context.Context // the streams' parent; close cancels each stream's
 
-	cancel   context.CancelFunc
 	handlers sync.WaitGroup
 
 	// wmu serializes writes to nc and the use of the HPACK encoder, whose
@@ -71,7 +70,7 @@ type conn struct {
 	appliedWindow int64              // peerWindow as the open streams' windows have it
 	peerMaxFrame  int
 	recvUnacked   int64       // received since the last connection WINDOW_UPDATE
-	idle          *time.Timer // with no stream, goes away at the server's IdleTimeout
+	idle          *time.Timer // while it has no stream: goes away at the server's IdleTimeout
 	goingAway     bool
 	closed        bool
 	parked        bool  // no reader: the server's poller watches the socket
@@ -79,11 +78,9 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	base := context.WithValue(context.Background(), http.ServerContextKey, s.http)
-	base = context.WithValue(base, http.LocalAddrContextKey, nc.LocalAddr())
-	ctx, cancel := context.WithCancel(base)
+	ctx := context.WithValue(s.base, http.LocalAddrContextKey, nc.LocalAddr())
 	c := &conn{
-		srv: s, nc: nc, ctx: ctx, cancel: cancel,
+		srv: s, nc: nc, ctx: ctx,
 		fr:         http2.NewFramer(nil, nc),
 		streams:    make(map[uint32]*stream),
 		sendWindow: defaultWindow,
@@ -114,11 +111,9 @@ func (c *conn) writePreface() error {
 // serve reads the client's first frame, its SETTINGS, then the frames
 // after it. The preface was written.
 func (c *conn) serve() {
-	if timeout := c.srv.http.IdleTimeout; timeout > 0 {
-		c.mu.Lock()
-		c.idle = time.AfterFunc(timeout, c.idleTimedOut)
-		c.mu.Unlock()
-	}
+	c.mu.Lock()
+	c.startIdleTimerLocked()
+	c.mu.Unlock()
 	f, err := c.fr.ReadFrame()
 	if sf, ok := f.(*http2.SettingsFrame); err != nil || !ok || sf.IsAck() {
 		c.writeGoAway(http2.ErrCodeProtocol) // the client's preface ends with SETTINGS
@@ -351,8 +346,9 @@ func (c *conn) headers(f *http2.MetaHeadersFrame) error {
 	if !f.StreamEnded() {
 		req.Body = requestBody{s}
 	}
-	if len(c.streams) == 0 && c.idle != nil {
+	if c.idle != nil {
 		c.idle.Stop()
+		c.idle = nil // not kept by a connection holding a long stream
 	}
 	c.streams[id] = s
 	s.counted = true
@@ -428,7 +424,7 @@ func (c *conn) resetByClient(id uint32) error {
 	}
 	// The context first: a handler whose body read fails on the reset
 	// finds its context done.
-	s.cancel()
+	s.ctx.cancel()
 	c.resetLocked(s)
 	c.mu.Unlock()
 	return nil
@@ -443,7 +439,7 @@ func (c *conn) cancelStream(s *stream, code http2.ErrCode) {
 	}
 	c.mu.Unlock()
 	if running {
-		s.cancel()
+		s.ctx.cancel()
 		c.writeReset(s.id, code)
 	}
 }
@@ -503,6 +499,14 @@ func (c *conn) goAway() {
 	}
 }
 
+// startIdleTimerLocked starts the IdleTimeout of a connection that has no
+// stream. mu must be held.
+func (c *conn) startIdleTimerLocked() {
+	if timeout := c.srv.http.IdleTimeout; timeout > 0 {
+		c.idle = time.AfterFunc(timeout, c.idleTimedOut)
+	}
+}
+
 // idleTimedOut makes a connection that has had no stream for the server's
 // IdleTimeout go away.
 func (c *conn) idleTimedOut() {
@@ -538,14 +542,18 @@ func (c *conn) closeSoon() {
 func (c *conn) close() {
 	c.mu.Lock()
 	c.closed = true
+	streams := make([]*stream, 0, len(c.streams))
 	for _, s := range c.streams {
 		c.resetLocked(s)
+		streams = append(streams, s)
 	}
 	if c.idle != nil {
 		c.idle.Stop()
 	}
 	c.mu.Unlock()
-	c.cancel()
+	for _, s := range streams {
+		s.ctx.cancel()
+	}
 	c.nc.Close()
 }
 
@@ -575,11 +583,11 @@ func (c *conn) endStream(s *stream) {
 		s.deadline.Stop()
 	}
 	last := c.goingAway && len(c.streams) == 0
-	if len(c.streams) == 0 && c.idle != nil && !c.closed {
-		c.idle.Reset(c.srv.http.IdleTimeout)
+	if len(c.streams) == 0 && !c.closed {
+		c.startIdleTimerLocked()
 	}
 	c.mu.Unlock()
-	s.cancel()
+	s.ctx.cancel()
 	if bodyUnread {
 		c.writeReset(s.id, http2.ErrCodeNo) // the client may stop sending
 	}

@@ -46,6 +46,7 @@ import (
 // Server serves h2c connections itself and HTTP/1.1 through its http.Server.
 type Server struct {
 	http     *http.Server
+	base     context.Context // the connections' parent, holding http.ServerContextKey
 	logger   *slog.Logger
 	fallback *connListener
 
@@ -67,6 +68,7 @@ func NewServer(srv *http.Server, logger *slog.Logger) *Server {
 	srv.Protocols = protocols
 	return &Server{
 		http:      srv,
+		base:      context.WithValue(context.Background(), http.ServerContextKey, srv),
 		logger:    logger,
 		fallback:  newConnListener(),
 		listeners: make(map[net.Listener]struct{}),

@@ -1,7 +1,6 @@
 package h2c
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -24,10 +23,9 @@ const flushAt = 16 << 10
 
 // stream is one request and its response.
 type stream struct {
-	c      *conn
-	id     uint32
-	ctx    context.Context
-	cancel context.CancelFunc
+	c   *conn
+	id  uint32
+	ctx *streamContext
 
 	// Guarded by c.mu.
 	wake             sync.Cond // on c.mu: the stream's window, body or state changed
@@ -55,9 +53,8 @@ type stream struct {
 var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 func newStream(c *conn, id uint32, bodyEnded bool) *stream {
-	ctx, cancel := context.WithCancel(c.ctx)
 	s := &stream{
-		c: c, id: id, ctx: ctx, cancel: cancel,
+		c: c, id: id, ctx: newStreamContext(c.ctx),
 		bodyEnded: bodyEnded, recvWindow: defaultWindow,
 		header: make(http.Header),
 	}
@@ -104,11 +101,12 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, error) {
 
 // runHandler serves one stream and ends it.
 func (c *conn) runHandler(s *stream, req *http.Request) {
+	path := req.URL.Path // not req: a long stream's handler may keep a copy of its own
 	defer c.handlers.Done()
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				c.srv.logger.Error("h2c: handler panic", "path", req.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				c.srv.logger.Error("h2c: handler panic", "path", path, "panic", p, "stack", string(debug.Stack()))
 			}
 			c.cancelStream(s, http2.ErrCodeInternal)
 		}
