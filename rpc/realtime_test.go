@@ -73,16 +73,16 @@ func testSubscribeReadyThenCatchUpThenLive(t *testing.T, source string) {
 		t.Fatalf("after ready: %v", ev)
 	}
 
-	// Heartbeats come at the announced interval.
+	// Heartbeats come at the announced interval, one after another.
 	deadline := time.After(5 * time.Second)
-	for ev := range fresh.events {
-		if ev.GetHeartbeat() != nil {
-			break
-		}
+	for heartbeats := 0; heartbeats < 2; {
 		select {
+		case ev := <-fresh.events:
+			if ev.GetHeartbeat() != nil {
+				heartbeats++
+			}
 		case <-deadline:
-			t.Fatal("no heartbeat")
-		default:
+			t.Fatalf("%d heartbeats in 5 s, at 1 s intervals", heartbeats)
 		}
 	}
 }

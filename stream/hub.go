@@ -79,11 +79,11 @@ type Hub struct {
 	log *slog.Logger
 
 	mu    sync.Mutex
-	pods  map[string]*podState            // pods with at least one subscriber
-	users map[string]map[*subscriber]bool // every open subscriber, by user
+	pods  map[string]*podState     // pods with at least one subscriber
+	users map[string][]*subscriber // every open subscriber, by user
 	// bySession holds the subscribers opened with a session, by its token
 	// hash.
-	bySession map[string]map[*subscriber]bool
+	bySession map[string][]*subscriber
 	// sessionsChanged holds the sessions of open streams announced as
 	// changed, for checkSessions, which checkSessionsNow (cap 1) wakes.
 	sessionsChanged  map[string]bool
@@ -171,8 +171,8 @@ func NewHub(cfg Config) *Hub {
 		cfg:              cfg,
 		log:              cfg.Logger,
 		pods:             make(map[string]*podState),
-		users:            make(map[string]map[*subscriber]bool),
-		bySession:        make(map[string]map[*subscriber]bool),
+		users:            make(map[string][]*subscriber),
+		bySession:        make(map[string][]*subscriber),
 		sessionsChanged:  make(map[string]bool),
 		checkSessionsNow: make(chan struct{}, 1),
 		announced:        make(map[string]time.Time),
@@ -192,7 +192,25 @@ func NewHub(cfg Config) *Hub {
 // another node, and refuses new ones. Run keeps going until its context
 // ends.
 func (h *Hub) Close() {
-	h.closeOnce.Do(func() { close(h.closing) })
+	h.closeOnce.Do(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		close(h.closing)
+		for _, subs := range h.users {
+			for _, s := range subs {
+				s.signal()
+			}
+		}
+	})
+}
+
+func (h *Hub) isClosing() bool {
+	select {
+	case <-h.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // Prepare sets the database up for the node and its change source: it
@@ -329,7 +347,7 @@ func (h *Hub) resync() {
 	defer h.mu.Unlock()
 	h.markTrackedDirtyLocked()
 	for _, subs := range h.users {
-		for s := range subs {
+		for _, s := range subs {
 			s.membershipsChanged()
 		}
 	}
@@ -348,7 +366,7 @@ func (h *Hub) notified(channel, payload string) {
 			h.markDirtyLocked(payload, time.Now())
 		}
 	case channelMembers:
-		for s := range h.users[payload] {
+		for _, s := range h.users[payload] {
 			s.membershipsChanged()
 		}
 	default:
@@ -600,15 +618,9 @@ func (h *Hub) MessagesWritten(stored []db.Message, failedPods []string) {
 func (h *Hub) register(s *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.users[s.userID] == nil {
-		h.users[s.userID] = make(map[*subscriber]bool)
-	}
-	h.users[s.userID][s] = true
+	h.users[s.userID] = append(h.users[s.userID], s)
 	if s.session != "" {
-		if h.bySession[s.session] == nil {
-			h.bySession[s.session] = make(map[*subscriber]bool)
-		}
-		h.bySession[s.session][s] = true
+		h.bySession[s.session] = append(h.bySession[s.session], s)
 		if _, ok := h.announced[s.session]; ok {
 			h.sessionChangedLocked(s.session)
 		}
@@ -619,18 +631,22 @@ func (h *Hub) register(s *subscriber) {
 func (h *Hub) unregister(s *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.users[s.userID], s)
-	if len(h.users[s.userID]) == 0 {
-		delete(h.users, s.userID)
-	}
-	delete(h.bySession[s.session], s)
-	if len(h.bySession[s.session]) == 0 {
-		delete(h.bySession, s.session)
-	}
+	removeSubscriber(h.users, s.userID, s)
+	removeSubscriber(h.bySession, s.session, s)
 	attached := s.attached
 	s.attached = nil
 	for _, id := range attached {
 		h.detachLocked(s, id)
+	}
+}
+
+// removeSubscriber removes s from the subscribers of key.
+func removeSubscriber(index map[string][]*subscriber, key string, s *subscriber) {
+	subs := slices.DeleteFunc(index[key], func(o *subscriber) bool { return o == s })
+	if len(subs) == 0 {
+		delete(index, key)
+	} else {
+		index[key] = subs
 	}
 }
 

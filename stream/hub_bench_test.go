@@ -46,7 +46,7 @@ func BenchmarkFanOut(b *testing.B) {
 				h.fanOut(batches, since)
 				for _, s := range subs {
 					s.take(nil)
-					<-s.queued
+					<-s.wake
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*tc.pods*tc.subs*tc.events), "ns/delivery")

@@ -153,7 +153,7 @@ func (h *Hub) ephemeral(channel, payload string) {
 		ev := &podsv1.Event{PodId: podID, At: now, Kind: &podsv1.Event_ReadUpdated{
 			ReadUpdated: &podsv1.ReadUpdated{Seq: seq, UnreadCount: unread}}}
 		d := &delivery{podID: podID, events: []*podsv1.Event{ev}}
-		for s := range h.users[userID] {
+		for _, s := range h.users[userID] {
 			if h.pods[podID] != nil && h.pods[podID].subs[s] {
 				s.push(d, h.metrics.ephemeral)
 			}

@@ -155,7 +155,7 @@ func (h *Hub) endSessions(tokenHashes [][]byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, hash := range tokenHashes {
-		for s := range h.bySession[string(hash)] {
+		for _, s := range h.bySession[string(hash)] {
 			s.end(ErrSessionEnded)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,32 +35,52 @@ type subscriber struct {
 	// attached lists the pods the hub sends this subscriber; the hub's lock
 	// guards it.
 	attached []string
+	// wake (cap 1) has the stream look at what changed: a delivery queued,
+	// a refresh or a heartbeat due, the stream ended, the hub closing or
+	// the client gone. A waiting stream holds one channel, not one each.
+	wake chan struct{}
 
 	mu sync.Mutex
 	// queue holds the deliveries not taken yet, oldest first. It grows as
 	// needed, so that an idle stream holds no room for a burst.
-	queue   []*delivery
-	queued  chan struct{} // cap 1: the queue is not empty
-	refresh chan struct{} // cap 1: the user joined a pod
-
-	endOnce sync.Once
-	ended   chan struct{}   // closed when the stream must end, with endErr
-	endErr  error           // why: ErrSlowConsumer or ErrSessionEnded
-	onEnd   func(err error) // called once, when ended closes
+	queue     []*delivery
+	refresh   bool            // the user joined a pod
+	heartbeat bool            // a heartbeat is due
+	endErr    error           // why the stream must end: ErrSlowConsumer or ErrSessionEnded
+	onEnd     func(err error) // called once, when endErr is set
 }
 
 func newSubscriber(userID string, maxQueue int, onEnd func(err error)) *subscriber {
-	return &subscriber{userID: userID, maxQueue: maxQueue, queued: make(chan struct{}, 1),
-		refresh: make(chan struct{}, 1), ended: make(chan struct{}), onEnd: onEnd}
+	return &subscriber{userID: userID, maxQueue: maxQueue, wake: make(chan struct{}, 1), onEnd: onEnd}
+}
+
+// signal wakes the stream's goroutine, if it is not woken already.
+func (s *subscriber) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // end makes the stream end with err, unless it was ended already.
 func (s *subscriber) end(err error) {
-	s.endOnce.Do(func() {
+	s.mu.Lock()
+	first := s.endErr == nil
+	if first {
 		s.endErr = err
-		close(s.ended)
+	}
+	s.mu.Unlock()
+	if first {
+		s.signal()
 		s.onEnd(err)
-	})
+	}
+}
+
+// endedWith returns why the stream was ended, or nil.
+func (s *subscriber) endedWith() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endErr
 }
 
 // push queues d, adding its events to fannedOut first, or cuts the
@@ -76,10 +97,7 @@ func (s *subscriber) push(d *delivery, fannedOut prometheus.Counter) {
 		s.end(ErrSlowConsumer)
 		return
 	}
-	select {
-	case s.queued <- struct{}{}:
-	default:
-	}
+	s.signal()
 }
 
 // take empties the queue and returns what it held; the queue goes on in
@@ -93,10 +111,26 @@ func (s *subscriber) take(spare []*delivery) []*delivery {
 }
 
 func (s *subscriber) membershipsChanged() {
-	select {
-	case s.refresh <- struct{}{}:
-	default:
-	}
+	s.mu.Lock()
+	s.refresh = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *subscriber) heartbeatDue() {
+	s.mu.Lock()
+	s.heartbeat = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+// due takes the refresh and the heartbeat that are due.
+func (s *subscriber) due() (refresh, heartbeat bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refresh, heartbeat = s.refresh, s.heartbeat
+	s.refresh, s.heartbeat = false, false
+	return refresh, heartbeat
 }
 
 // ErrClosing ends every stream of a node that shuts down.
@@ -132,8 +166,8 @@ type stream struct {
 	hub   *Hub
 	sub   *subscriber
 	req   Request
-	sent  map[string]int64 // pod → the last seq sent
-	spare []*delivery      // the queue's other slice, reused while small
+	sent  sentSeqs    // the last seq sent of each of the stream's pods
+	spare []*delivery // the queue's other slice, reused while small
 	// closePresence records the stream's end in presence.
 	closePresence func()
 }
@@ -158,16 +192,17 @@ func (h *Hub) open(ctx context.Context, req Request) (*stream, error) {
 		return nil, ErrClosing
 	default:
 	}
+	cutOff := req.CutOff // capturing req would move all of it to the heap
 	s := newSubscriber(req.UserID, h.cfg.QueueSize, func(err error) {
 		if err == ErrSlowConsumer {
 			h.metrics.slow.Inc()
 		}
-		if req.CutOff != nil {
-			req.CutOff()
+		if cutOff != nil {
+			cutOff()
 		}
 	})
 	s.session = string(req.Session)
-	st := &stream{hub: h, sub: s, req: req, sent: make(map[string]int64)}
+	st := &stream{hub: h, sub: s, req: req}
 	h.metrics.open.Inc()
 	// Registered before memberships are read: a join after the read
 	// triggers a refresh.
@@ -200,32 +235,78 @@ func (st *stream) close() {
 }
 
 // run sends live events and heartbeats until ctx ends or the stream fails.
-// A stream waits here all its life, so the work is done in calls that
-// return before it waits again: a small stack at the wait lets the runtime
-// shrink an idle stream's stack to 8 KiB.
+// A stream waits here all its life, on two channels (each costs a waiting
+// stream memory), so the work is done in calls that return before it
+// waits again: a small stack at the wait lets the runtime shrink an idle
+// stream's stack to 8 KiB.
 func (st *stream) run(ctx context.Context) error {
-	heartbeat := time.NewTicker(st.hub.cfg.Heartbeat)
+	heartbeat := time.AfterFunc(st.hub.cfg.Heartbeat, st.sub.heartbeatDue)
 	defer heartbeat.Stop()
 	for {
-		var err error
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return nil
-		case <-st.hub.closing:
-			return ErrClosing
-		case <-st.sub.ended:
-			return st.sub.endErr
-		case <-st.sub.queued:
-			err = st.deliverQueued(ctx)
-		case <-st.sub.refresh:
-			err = st.refreshMemberships(ctx)
-		case now := <-heartbeat.C:
-			err = st.heartbeat(now)
 		}
-		if err != nil {
+		if err := st.ended(ctx); err != nil {
+			return err
+		}
+		if err := st.work(ctx, heartbeat); err != nil {
 			return st.fail(ctx, err)
 		}
+		select {
+		case <-ctx.Done():
+		case <-st.sub.wake:
+		}
 	}
+}
+
+// work does what woke the stream: deliveries, a refresh, a heartbeat.
+func (st *stream) work(ctx context.Context, heartbeat *time.Timer) error {
+	if err := st.deliverQueued(ctx); err != nil {
+		return err
+	}
+	refresh, beat := st.sub.due()
+	if refresh {
+		if err := st.refreshMemberships(ctx); err != nil {
+			return err
+		}
+	}
+	if beat {
+		heartbeat.Reset(st.hub.cfg.Heartbeat)
+		return st.heartbeat(time.Now())
+	}
+	return nil
+}
+
+// sentSeqs holds the last seq a stream sent of each of its pods. A user is
+// in few pods: a slice costs an open stream less than a map.
+type sentSeqs []sentSeq
+
+type sentSeq struct {
+	podID string
+	seq   int64
+}
+
+func (ss sentSeqs) get(podID string) (int64, bool) {
+	for _, s := range ss {
+		if s.podID == podID {
+			return s.seq, true
+		}
+	}
+	return 0, false
+}
+
+func (ss *sentSeqs) set(podID string, seq int64) {
+	for i := range *ss {
+		if (*ss)[i].podID == podID {
+			(*ss)[i].seq = seq
+			return
+		}
+	}
+	*ss = append(*ss, sentSeq{podID, seq})
+}
+
+func (ss *sentSeqs) remove(podID string) {
+	*ss = slices.DeleteFunc(*ss, func(s sentSeq) bool { return s.podID == podID })
 }
 
 // maxSpare is the largest queue slice a stream keeps for reuse after a
@@ -256,16 +337,13 @@ func (st *stream) deliverQueued(ctx context.Context) error {
 // ended returns why the stream must end now, if it must: the client went
 // away, the node is closing or the stream was ended (see subscriber.end).
 func (st *stream) ended(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-st.hub.closing:
-		return ErrClosing
-	case <-st.sub.ended:
-		return st.sub.endErr
-	default:
-		return nil
+	if err := ctx.Err(); err != nil {
+		return err
 	}
+	if st.hub.isClosing() {
+		return ErrClosing
+	}
+	return st.sub.endedWith()
 }
 
 func (st *stream) heartbeat(now time.Time) error {
@@ -274,10 +352,8 @@ func (st *stream) heartbeat(now time.Time) error {
 
 // fail turns the error that ended a stream into what the client gets.
 func (st *stream) fail(ctx context.Context, err error) error {
-	select {
-	case <-st.sub.ended:
-		return st.sub.endErr
-	default:
+	if err := st.sub.endedWith(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return nil // the client went away
@@ -321,11 +397,11 @@ func (st *stream) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		st.sent[sum.Pod.ID] = start
+		st.sent.set(sum.Pod.ID, start)
 	}
 	// Pods left between the two reads: not the user's any more.
 	for _, id := range ids {
-		if _, ok := st.sent[id]; !ok {
+		if _, ok := st.sent.get(id); !ok {
 			st.hub.detach(st.sub, id)
 		}
 	}
@@ -380,7 +456,7 @@ func (st *stream) catchUp(ctx context.Context, podID string) error {
 		if err := st.ended(ctx); err != nil {
 			return err
 		}
-		after, ok := st.sent[podID]
+		after, ok := st.sent.get(podID)
 		if !ok {
 			return nil // left the pod on the way
 		}
@@ -389,7 +465,7 @@ func (st *stream) catchUp(ctx context.Context, podID string) error {
 			return err
 		}
 		for _, e := range events {
-			if _, ok := st.sent[podID]; !ok {
+			if _, ok := st.sent.get(podID); !ok {
 				return nil // the user's own memberLeft went out
 			}
 			if err := st.send(podID, st.hub.convert(e)); err != nil {
@@ -406,7 +482,7 @@ func (st *stream) catchUp(ctx context.Context, podID string) error {
 // from the log first.
 func (st *stream) deliver(ctx context.Context, d *delivery) error {
 	for _, ev := range d.events {
-		last, ok := st.sent[d.podID]
+		last, ok := st.sent.get(d.podID)
 		switch {
 		case !ok:
 			return nil
@@ -429,7 +505,7 @@ func (st *stream) deliver(ctx context.Context, d *delivery) error {
 			return err
 		}
 	}
-	if _, ok := st.sent[d.podID]; ok && d.gone {
+	if _, ok := st.sent.get(d.podID); ok && d.gone {
 		st.drop(d.podID)
 		return st.req.Send(&podsv1.Event{PodId: d.podID, At: timestamppb.Now(), Kind: &podsv1.Event_PodDeleted{PodDeleted: &podsv1.PodDeleted{}}})
 	}
@@ -441,13 +517,13 @@ func (st *stream) deliver(ctx context.Context, d *delivery) error {
 // user joined again since (the join's refresh may have run before the
 // memberLeft went out, while the pod was still on the stream).
 func (st *stream) send(podID string, ev *podsv1.Event) error {
-	if ev.Seq != st.sent[podID]+1 {
-		return fmt.Errorf("pod %s: event %d after %d: the log has a gap", podID, ev.Seq, st.sent[podID])
+	if last, _ := st.sent.get(podID); ev.Seq != last+1 {
+		return fmt.Errorf("pod %s: event %d after %d: the log has a gap", podID, ev.Seq, last)
 	}
 	if err := st.req.Send(ev); err != nil {
 		return err
 	}
-	st.sent[podID] = ev.Seq
+	st.sent.set(podID, ev.Seq)
 	if left := ev.GetMemberLeft(); left != nil && left.UserId == st.req.UserID {
 		st.drop(podID)
 		st.sub.membershipsChanged()
@@ -456,7 +532,7 @@ func (st *stream) send(podID string, ev *podsv1.Event) error {
 }
 
 func (st *stream) drop(podID string) {
-	delete(st.sent, podID)
+	st.sent.remove(podID)
 	st.hub.detach(st.sub, podID)
 }
 
@@ -469,9 +545,9 @@ func (st *stream) refreshMemberships(ctx context.Context) error {
 	}
 	var added []string
 	for id, seq := range joined {
-		if _, ok := st.sent[id]; !ok {
+		if _, ok := st.sent.get(id); !ok {
 			added = append(added, id)
-			st.sent[id] = seq - 1
+			st.sent.set(id, seq-1)
 		}
 	}
 	if err := st.hub.attach(ctx, st.sub, added); err != nil {
