@@ -49,11 +49,7 @@ type conn struct {
 
 	handlers sync.WaitGroup
 
-	// wmu serializes writes to nc and the use of the HPACK encoder, whose
-	// state follows the order of the header blocks on the wire.
-	wmu      sync.Mutex
-	henc     *hpack.Encoder
-	hbuf     bytes.Buffer
+	wmu      sync.Mutex // serializes writes to nc
 	writeErr error
 
 	// deadlineMu orders setting the socket's write deadline: a write's own,
@@ -90,10 +86,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize
 	c.fr.SetMaxReadFrameSize(defaultMaxFrame)
-	c.henc = hpack.NewEncoder(&c.hbuf)
-	// No dynamic table for responses: nothing kept per connection, and a
-	// stream sends its headers once.
-	c.henc.SetMaxDynamicTableSizeLimit(0)
 	return c
 }
 
@@ -625,16 +617,34 @@ func (c *conn) writeLocked(b []byte, s *stream) error {
 	return nil
 }
 
+// headerEncoder is an HPACK encoder and its output. With no dynamic table
+// for responses (a stream sends its headers once) an encoder keeps no
+// state of a connection's, so connections share them from a pool rather
+// than keep one each.
+type headerEncoder struct {
+	enc *hpack.Encoder
+	buf bytes.Buffer
+}
+
+var headerEncoders = sync.Pool{New: func() any {
+	e := new(headerEncoder)
+	e.enc = hpack.NewEncoder(&e.buf)
+	e.enc.SetMaxDynamicTableSizeLimit(0)
+	return e
+}}
+
 // appendHeaderBlock appends fields as a HEADERS frame and the CONTINUATION
-// frames it needs. wmu must be held.
+// frames it needs.
 func (c *conn) appendHeaderBlock(b []byte, id uint32, maxFrame int, endStream bool, fields ...[]hpack.HeaderField) []byte {
-	c.hbuf.Reset()
+	e := headerEncoders.Get().(*headerEncoder)
+	defer headerEncoders.Put(e)
+	e.buf.Reset()
 	for _, list := range fields {
 		for _, f := range list {
-			c.henc.WriteField(f)
+			e.enc.WriteField(f)
 		}
 	}
-	block := c.hbuf.Bytes()
+	block := e.buf.Bytes()
 	typ := http2.FrameHeaders
 	for {
 		n := min(len(block), maxFrame)
