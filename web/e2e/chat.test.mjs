@@ -228,6 +228,13 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
   await message(bob, said[0]).getByRole("button", { name: "Add reaction" }).click();
   await message(bob, said[0]).getByRole("button", { name: "React 👍" }).click();
   await message(alice, said[0]).locator(".chip", { hasText: "👍 1" }).waitFor({ timeout: deliveryMs });
+  // Who reacted: in the chip's name, and in words with the picker open (a
+  // touch screen shows no tooltip).
+  await message(alice, said[0]).getByRole("button", { name: "👍 1: Bob" }).waitFor({ timeout: 1_000 });
+  await message(alice, said[0]).getByRole("button", { name: "Add reaction" }).click();
+  await message(alice, said[0]).locator(".reacted-by", { hasText: "👍 Bob" }).waitFor({ timeout: 1_000 });
+  await message(alice, said[0]).getByRole("button", { name: "Add reaction" }).click();
+  await message(alice, said[0]).locator(".reacted-by").waitFor({ state: "detached", timeout: 1_000 });
 
   // The server goes away: both badges turn red.
   serverDown = true;

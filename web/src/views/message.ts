@@ -203,18 +203,23 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     body = h("p", { class: "body" }, linked(m.body));
   }
 
-  const chips = m.reactions.map((r) => {
+  const reactedBy = m.reactions.map((r) => ({ emoji: r.emoji, names: r.userIds.map((u) => store.displayName(p, u)).join(", ") }));
+  const chips = m.reactions.map((r, i) => {
     const reacted = r.userIds.includes(me);
-    const names = r.userIds.map((u) => store.displayName(p, u)).join(", ");
-    return h("button", { type: "button", class: "chip", "aria-pressed": String(reacted), title: names, onclick: () => on.react(m, r.emoji) }, `${r.emoji} ${r.userIds.length}`);
+    const label = `${r.emoji} ${r.userIds.length}: ${reactedBy[i].names}`;
+    return h("button", { type: "button", class: "chip", "aria-pressed": String(reacted), "aria-label": label, title: reactedBy[i].names, onclick: () => on.react(m, r.emoji) }, `${r.emoji} ${r.userIds.length}`);
   });
+  // With the picker open, who reacted shows in words too: a touch screen
+  // has no tooltip.
+  const picking = ui.pickerId === m.id;
   const picker =
-    ui.pickerId === m.id &&
+    picking &&
     h(
       "span",
       { class: "picker", role: "group", "aria-label": "React with" },
       quickEmoji.map((e) => h("button", { type: "button", class: "emoji", "aria-label": `React ${e}`, text: e, onclick: () => on.react(m, e) })),
     );
+  const whoReacted = picking && reactedBy.length > 0 && h("p", { class: "reacted-by", text: reactedBy.map((r) => `${r.emoji} ${r.names}`).join(" · ") });
 
   const tools = h(
     "div",
@@ -241,6 +246,7 @@ export function messageRow(store: Store, p: PodState, m: Message, ui: RowUi, on:
     meta,
     body,
     h("div", { class: "reactions" }, chips, picker),
+    whoReacted,
     tools,
   );
 }
