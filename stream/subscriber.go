@@ -36,8 +36,9 @@ type subscriber struct {
 	// guards it.
 	attached []string
 	// wake (cap 1) has the stream look at what changed: a delivery queued,
-	// a refresh or a heartbeat due, the stream ended, the hub closing or
-	// the client gone. A waiting stream holds one channel, not one each.
+	// a refresh or a heartbeat due, the stream ended or the hub closing
+	// (the client's going is its context's). A waiting stream holds a
+	// channel for all of these, not one each.
 	wake chan struct{}
 
 	mu sync.Mutex

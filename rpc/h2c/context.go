@@ -16,7 +16,7 @@ type streamContext struct {
 	mu    sync.Mutex
 	done  chan struct{}
 	err   error
-	after []*func() // called once done, each in its own goroutine
+	after []*func() // called once done
 }
 
 func newStreamContext(parent context.Context) *streamContext {
@@ -44,13 +44,14 @@ func (c *streamContext) cancel() {
 	c.after = nil
 	c.mu.Unlock()
 	for _, f := range after {
-		go (*f)()
+		(*f)() // as a cancelCtx cancels its children: before cancel returns
 	}
 }
 
-// AfterFunc calls f in its own goroutine once the context is done; stop
-// keeps it from being called. context.WithCancel and context.AfterFunc use
-// it for the contexts derived from this one.
+// AfterFunc has cancel call f; stop keeps it from being called. The
+// context package uses it for the contexts derived from this one, holding
+// the derived one's lock, which f takes: once the context is done, f runs
+// in a goroutine of its own.
 func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
