@@ -354,6 +354,14 @@ test("two people chat live, through a server restart and a reload", { timeout: 1
     // Who has checked in today shows by each name, after a reload too.
     await bob.locator(".member", { hasText: "Alice" }).getByLabel("checked in today").waitFor({ timeout: deliveryMs });
     assert.equal(await bob.locator(".member", { hasText: "Bob" }).getByLabel("checked in today").count(), 0);
+    // A check-in made by mistake is taken back, for everyone, and made again.
+    await alice.getByRole("button", { name: "Undo" }).click();
+    await checkIn.waitFor({ timeout: 2_000 });
+    await alice.locator(".my-streak").waitFor({ state: "detached", timeout: 2_000 });
+    await bob.locator(".member", { hasText: "Alice" }).getByLabel("checked in today").waitFor({ state: "detached", timeout: deliveryMs });
+    await checkIn.click();
+    await alice.getByRole("button", { name: "✓ Checked in today" }).waitFor({ timeout: 2_000 });
+    await bob.locator(".member", { hasText: "Alice" }).getByLabel("checked in today").waitFor({ timeout: deliveryMs });
 
     // Bob's reminder: 20:00 by default, 07:15 from now on, after a reload too.
     // On the phone the pod's tools wait behind "More".

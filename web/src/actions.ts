@@ -296,11 +296,15 @@ export class Actions {
     }
   }
 
-  async checkIn(p: PodState): Promise<string | null> {
+  /** checkIn records today as done, or, with done false, takes that back. */
+  async checkIn(p: PodState, done = true): Promise<string | null> {
     try {
-      const res = await this.api.progress.checkIn({ podId: p.pod.id, done: true }, { timeoutMs: callTimeoutMs });
-      if (res.streak) p.streaks.set(this.store.me.userId, res.streak);
-      p.doneOn.set(this.store.me.userId, res.checkIn?.date ?? localDate(this.store.me.timezone));
+      const res = await this.api.progress.checkIn({ podId: p.pod.id, done }, { timeoutMs: callTimeoutMs });
+      const me = this.store.me.userId;
+      if (res.streak) p.streaks.set(me, res.streak);
+      const date = res.checkIn?.date ?? localDate(this.store.me.timezone);
+      if (done) p.doneOn.set(me, date);
+      else if (p.doneOn.get(me) === date) p.doneOn.delete(me);
       this.store.changed();
       return null;
     } catch (err) {

@@ -312,15 +312,21 @@ export class ChatView implements RowHandlers {
     if (this.progress.dataset.sig === sig) return;
     this.progress.dataset.sig = sig;
     const button = h("button", { type: "button", class: done ? "checkin done" : "checkin primary", disabled: done, text: label });
-    button.addEventListener("click", async () => {
-      button.disabled = true;
-      const problem = await this.actions.checkIn(p);
-      this.showError(problem);
-      if (problem) button.disabled = false; // to try again
-    });
+    // A check-in made by mistake can be taken back, today.
+    const undo = done && h("button", { type: "button", class: "checkin-undo", text: "Undo" });
+    const record = (b: HTMLButtonElement, checkedIn: boolean) =>
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        const problem = await this.actions.checkIn(p, checkedIn);
+        this.showError(problem);
+        if (problem) b.disabled = false; // to try again
+      });
+    record(button, true);
+    if (undo) record(undo, false);
     replace(
       this.progress,
       button,
+      undo,
       streak && streak.current > 0 && h("span", { class: "my-streak", title: `Longest: ${streak.longest} days`, text: `🔥 ${streak.current}-day streak` }),
     );
   }
