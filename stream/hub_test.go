@@ -3,10 +3,12 @@ package stream
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pods-dev/pods/db"
+	podsv1 "github.com/pods-dev/pods/rpc/gen/pods/v1"
 )
 
 // A subscriber that ends leaves no trace in the hub, whichever way its
@@ -97,4 +99,35 @@ func TestReconnectBackoff(t *testing.T) {
 	}
 	within(b.next(healthyConnection), 50*time.Millisecond)
 	within(b.next(0), 100*time.Millisecond)
+}
+
+// goneOnSecondLook is a context whose client goes away between the first
+// and second look at Err (its Done is closed from the start, so a waiting
+// stream looks again at once).
+type goneOnSecondLook struct {
+	context.Context
+	looks atomic.Int32
+}
+
+func (c *goneOnSecondLook) Done() <-chan struct{} { return closed }
+
+func (c *goneOnSecondLook) Err() error {
+	if c.looks.Add(1) >= 2 {
+		return context.Canceled
+	}
+	return nil
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// TestRunEndsQuietlyWhenTheClientGoes: a stream whose client went away
+// returns nil (nobody is there for an error), whenever it notices.
+func TestRunEndsQuietlyWhenTheClientGoes(t *testing.T) {
+	h := NewHub(Config{})
+	s := newSubscriber("u", 1, func(error) {})
+	h.register(s)
+	st := &stream{hub: h, sub: s, req: Request{UserID: "u", Send: func(*podsv1.Event) error { return nil }}}
+	if err := st.run(&goneOnSecondLook{Context: context.Background()}); err != nil {
+		t.Errorf("run returned %v for a client that went away; want nil", err)
+	}
 }

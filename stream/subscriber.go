@@ -244,10 +244,10 @@ func (st *stream) run(ctx context.Context) error {
 	heartbeat := time.AfterFunc(st.hub.cfg.Heartbeat, st.sub.heartbeatDue)
 	defer heartbeat.Stop()
 	for {
-		if ctx.Err() != nil {
-			return nil
-		}
 		if err := st.ended(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // the client went away
+			}
 			return err
 		}
 		if err := st.work(ctx, heartbeat); err != nil {

@@ -70,7 +70,7 @@ type conn struct {
 	goingAway     bool
 	closed        bool
 	parked        bool  // no reader: the server's poller watches the socket
-	pollFD        int32 // the socket's descriptor in the poller (its lock guards it)
+	pollFD        int32 // the socket's descriptor in the poller (the poller's lock guards it)
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -416,7 +416,7 @@ func (c *conn) resetByClient(id uint32) error {
 	}
 	// The context first: a handler whose body read fails on the reset
 	// finds its context done.
-	s.ctx.cancel()
+	s.cancel()
 	c.resetLocked(s)
 	c.mu.Unlock()
 	return nil
@@ -431,7 +431,7 @@ func (c *conn) cancelStream(s *stream, code http2.ErrCode) {
 	}
 	c.mu.Unlock()
 	if running {
-		s.ctx.cancel()
+		s.cancel()
 		c.writeReset(s.id, code)
 	}
 }
@@ -544,7 +544,7 @@ func (c *conn) close() {
 	}
 	c.mu.Unlock()
 	for _, s := range streams {
-		s.ctx.cancel()
+		s.cancel()
 	}
 	c.nc.Close()
 }
@@ -579,7 +579,7 @@ func (c *conn) endStream(s *stream) {
 		c.startIdleTimerLocked()
 	}
 	c.mu.Unlock()
-	s.ctx.cancel()
+	s.cancel()
 	if bodyUnread {
 		c.writeReset(s.id, http2.ErrCodeNo) // the client may stop sending
 	}

@@ -1,6 +1,7 @@
 package h2c
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -23,9 +24,10 @@ const flushAt = 16 << 10
 
 // stream is one request and its response.
 type stream struct {
-	c   *conn
-	id  uint32
-	ctx *streamContext
+	c      *conn
+	id     uint32
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Guarded by c.mu.
 	wake             sync.Cond // on c.mu: the stream's window, body or state changed
@@ -53,8 +55,9 @@ type stream struct {
 var outPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 func newStream(c *conn, id uint32, bodyEnded bool) *stream {
+	ctx, cancel := context.WithCancel(c.ctx)
 	s := &stream{
-		c: c, id: id, ctx: newStreamContext(c.ctx),
+		c: c, id: id, ctx: ctx, cancel: cancel,
 		bodyEnded: bodyEnded, recvWindow: defaultWindow,
 		header: make(http.Header),
 	}
