@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -44,6 +45,7 @@ var errStreamClosed = errors.New("h2c: stream closed")
 type conn struct {
 	srv *Server
 	nc  net.Conn
+	raw syscall.RawConn // nc's descriptor, for the poller; nil if it has none
 	fr  *http2.Framer
 	ctx context.Context // the streams' parent; close cancels each stream's
 
@@ -82,6 +84,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 		sendWindow: defaultWindow,
 		peerWindow: defaultWindow, appliedWindow: defaultWindow,
 		peerMaxFrame: defaultMaxFrame,
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn() // made once: park runs before every frame
 	}
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize

@@ -91,16 +91,11 @@ func (p *poller) close() {
 // c.mu is held while c is registered, so that unpark (from the poller or
 // a close) runs only once the connection is parked.
 func (p *poller) park(c *conn) bool {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	if c.raw == nil {
 		return false
 	}
 	parked := false
-	rc.Read(func(fd uintptr) bool { // the descriptor stays open while this runs
+	c.raw.Read(func(fd uintptr) bool { // the descriptor stays open while this runs
 		var b [1]byte
 		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		if !errors.Is(err, syscall.EAGAIN) {
